@@ -1,0 +1,9 @@
+module srp
+
+go 1.26
+
+require (
+	github.com/cloudflare/tableflip v1.2.3 // indirect
+	golang.org/x/crypto v0.59.0 // indirect
+	golang.org/x/sys v0.50.0 // indirect
+)
