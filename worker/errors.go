@@ -1,0 +1,64 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"log"
+	"log/slog"
+	"net/http"
+)
+
+// statusClientClosed is logged, never sent: the client is gone.
+const statusClientClosed = 499
+
+// errorHandler maps every proxy failure to a status in one place and logs
+// it once. Clients get the bare status text, never internals.
+type errorHandler struct {
+	log *slog.Logger
+	std *log.Logger // for ReverseProxy's own complaints
+}
+
+func newErrorHandler(l *slog.Logger) *errorHandler {
+	return &errorHandler{log: l, std: slog.NewLogLogger(l.Handler(), slog.LevelWarn)}
+}
+
+func (h *errorHandler) serve(w http.ResponseWriter, r *http.Request, err error) {
+	status := statusFor(r, err)
+	backend := ""
+	var be *backendError
+	if errors.As(err, &be) {
+		backend = be.addr
+	}
+	h.log.Warn("proxy error", "status", status, "host", r.Host, "method", r.Method,
+		"path", r.URL.Path, "backend", backend, "request_id", r.Header.Get("X-Request-Id"), "err", err)
+	if status == statusClientClosed {
+		return
+	}
+	if status == http.StatusBadRequest || status == http.StatusRequestEntityTooLarge {
+		w.Header().Set("Connection", "close") // the rest of the body is not worth reading
+	}
+	http.Error(w, http.StatusText(status), status)
+}
+
+func statusFor(r *http.Request, err error) int {
+	var cb *clientBodyError
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(r.Context().Err(), context.Canceled):
+		return statusClientClosed
+	case errors.As(err, &cb):
+		return http.StatusBadRequest
+	case errors.Is(err, errNoBackend):
+		return http.StatusBadGateway
+	case isTimeout(err) && !isDial(err):
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusBadGateway
+}
+
+func isDial(err error) bool {
+	var de *dialError
+	return errors.As(err, &de)
+}

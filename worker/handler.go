@@ -1,0 +1,89 @@
+package worker
+
+import (
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"sync/atomic"
+
+	"srp/api"
+	"srp/registry"
+)
+
+// route is what serves one proxied service.
+type route struct {
+	pool  *pool
+	proxy *httputil.ReverseProxy
+}
+
+// router dispatches a request by Host: redirect, proxy, internal API or 404.
+type router struct {
+	snap     *registry.Snapshot
+	routes   map[*registry.Service]*route // built once; read-only afterwards
+	api      *api.Handler                 // nil when the API is off
+	draining *atomic.Bool
+}
+
+func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if rt.draining.Load() && r.ProtoMajor == 1 {
+		// This worker is retiring: finish this request, then let the client
+		// open its next connection to the new worker instead of racing our close.
+		w.Header().Set("Connection", "close")
+	}
+	if r.Method == http.MethodConnect {
+		http.Error(w, http.StatusText(http.StatusMethodNotAllowed), http.StatusMethodNotAllowed)
+		return
+	}
+	if r.Host == "" {
+		http.Error(w, "missing Host header", http.StatusBadRequest)
+		return
+	}
+	svc := rt.snap.Lookup(r.Host)
+	if svc == nil {
+		if rt.api.Match(r) {
+			rt.api.ServeHTTP(w, r)
+			return
+		}
+		http.Error(w, http.StatusText(http.StatusNotFound), http.StatusNotFound)
+		return
+	}
+	if svc.Redirect != nil {
+		redirect(w, r, svc.Redirect)
+		return
+	}
+	if up := r.Header.Get("Upgrade"); up != "" && !strings.EqualFold(up, "websocket") {
+		// Only WebSocket is tunnelled; anything else (h2c above all) would
+		// let a client talk to the backend past srp's request checks.
+		r.Header.Del("Upgrade")
+	}
+	// Set on the inbound request so the error log names the ID the backend saw.
+	r.Header["X-Request-Id"] = []string{requestID(r)}
+	rt.routes[svc].proxy.ServeHTTP(w, r)
+}
+
+// healthy lists the backends of svc currently in rotation, for the API.
+func (rt *router) healthy(svc *registry.Service) []string {
+	if r := rt.routes[svc]; r != nil {
+		return append([]string(nil), *r.pool.healthy.Load()...)
+	}
+	return nil
+}
+
+// redirect answers with the service's redirect target, keeping the
+// request's path and query unless the service discards them.
+func redirect(w http.ResponseWriter, r *http.Request, rd *registry.Redirect) {
+	u := *rd.URL
+	if !rd.DiscardPath {
+		u.Path = strings.TrimSuffix(u.Path, "/") + r.URL.Path
+		u.RawPath = ""
+		if r.URL.RawQuery != "" {
+			u.RawQuery = r.URL.RawQuery
+		}
+	}
+	code := http.StatusTemporaryRedirect
+	if rd.Permanent {
+		code = http.StatusPermanentRedirect
+	}
+	w.Header().Set("Location", u.String())
+	w.WriteHeader(code)
+}

@@ -1,0 +1,58 @@
+package worker
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync/atomic"
+)
+
+// requestIDs are a random per-process prefix and a counter: unique across
+// workers and restarts without a syscall or a lock per request.
+var (
+	idPrefix  = randomPrefix()
+	idCounter atomic.Uint64
+)
+
+func randomPrefix() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // never fails on supported platforms
+	return hex.EncodeToString(b[:]) + "-"
+}
+
+// requestID returns the client's X-Request-Id if it is sane, else a new one.
+func requestID(r *http.Request) string {
+	if v := r.Header["X-Request-Id"]; len(v) == 1 && saneRequestID(v[0]) {
+		return v[0]
+	}
+	return idPrefix + strconv.FormatUint(idCounter.Add(1), 16)
+}
+
+// saneRequestID accepts the IDs that common proxies and tracers generate and
+// nothing that could break a log line or a header.
+func saneRequestID(id string) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c == '-', c == '_', c == '.', c == ':', c == '+', c == '/', c == '=':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// clientIP is the peer address of the socket, the only address srp trusts.
+func clientIP(remoteAddr string) string {
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	if err != nil {
+		return ""
+	}
+	return ap.Addr().Unmap().String()
+}

@@ -1,0 +1,228 @@
+// Package worker serves HTTP traffic for one config snapshot on listeners it
+// is handed: routing by Host, proxying with retries, redirects, health checks
+// and the internal API.
+//
+// A worker never opens its own listening sockets, so the supervisor can pass
+// the same sockets to generation after generation. Its life is: first health
+// round, serve, report ready, and on cancellation drain without dropping a
+// request.
+package worker
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"srp/api"
+	"srp/health"
+	"srp/registry"
+)
+
+// Options configure a worker. Zero values take the defaults named on each field.
+type Options struct {
+	Snapshot *registry.Snapshot // required
+	HTTP     net.Listener       // plain HTTP; required
+	HTTPS    net.Listener       // TLS; nil in plain-HTTP mode
+	TLS      *tls.Config        // used with HTTPS
+
+	Timeout time.Duration  // backend response-header timeout and drain limit; default 30s
+	Grace   time.Duration  // how long a draining worker keeps idle keep-alive connections; default min(Timeout, 5s)
+	Health  health.Options // OnChange is set by the worker
+	Logger  *slog.Logger   // default slog.Default()
+}
+
+// Run serves until ctx is cancelled, then drains and returns. ready is called
+// once the first health round is done and every listener is being served.
+func Run(ctx context.Context, o Options, ready func()) error {
+	if o.Snapshot == nil || o.HTTP == nil {
+		return errors.New("worker: snapshot and HTTP listener are required")
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 30 * time.Second
+	}
+	if o.Grace <= 0 {
+		o.Grace = min(o.Timeout, 5*time.Second)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+
+	rt, checker := build(o)
+	checker.Round(ctx)
+	for _, r := range rt.routes {
+		r.pool.refresh(checker)
+	}
+	hctx, stopHealth := context.WithCancel(ctx)
+	defer stopHealth()
+	go checker.Run(hctx)
+
+	s := newServers(rt, o)
+	s.serve(o.HTTP, nil)
+	if o.HTTPS != nil {
+		s.serve(o.HTTPS, o.TLS)
+	}
+	if ready != nil {
+		ready()
+	}
+	o.Logger.Info("worker serving", "services", len(o.Snapshot.Services()), "http", o.HTTP.Addr().String())
+
+	select {
+	case <-ctx.Done():
+	case err := <-s.failed:
+		s.drain(o.Grace, o.Timeout)
+		return err
+	}
+	s.drain(o.Grace, o.Timeout)
+	return nil
+}
+
+// build wires the router and the health checker for o.Snapshot.
+func build(o Options) (*router, *health.Checker) {
+	transport := newTransport(o.Timeout)
+	errs := newErrorHandler(o.Logger)
+	rt := &router{snap: o.Snapshot, routes: map[*registry.Service]*route{}, draining: new(atomic.Bool)}
+	var targets []health.Target
+	for _, svc := range o.Snapshot.Services() {
+		if svc.Redirect != nil {
+			continue
+		}
+		p := newPool(svc, transport)
+		rt.routes[svc] = &route{pool: p, proxy: newReverseProxy(p, errs)}
+		if svc.HealthPath != "" {
+			targets = append(targets, p.targets...)
+		}
+	}
+	hopts := o.Health
+	if hopts.Logger == nil {
+		hopts.Logger = o.Logger
+	}
+	var checker *health.Checker
+	hopts.OnChange = func() {
+		for _, r := range rt.routes {
+			r.pool.refresh(checker)
+		}
+	}
+	checker = health.New(targets, hopts)
+	rt.api = api.New(o.Snapshot, rt.healthy)
+	return rt, checker
+}
+
+// servers runs one http.Server per listener and drains them together.
+type servers struct {
+	rt       *router
+	log      *slog.Logger
+	base     context.Context // parent of every request; cancelled at the drain deadline
+	cancel   context.CancelFunc
+	list     []*http.Server
+	lns      []net.Listener
+	failed   chan error
+	inflight sync.WaitGroup // handlers running, hijacked (WebSocket) ones included
+
+	mu    sync.Mutex // guards conns and idle
+	conns int
+	idle  chan struct{} // closed when conns drops to 0 while draining
+}
+
+func newServers(rt *router, o Options) *servers {
+	base, cancel := context.WithCancel(context.Background())
+	return &servers{rt: rt, log: o.Logger, base: base, cancel: cancel, failed: make(chan error, 2)}
+}
+
+func (s *servers) serve(ln net.Listener, tlsConf *tls.Config) {
+	srv := &http.Server{
+		Handler:           http.HandlerFunc(s.handle),
+		TLSConfig:         tlsConf,
+		ReadHeaderTimeout: 10 * time.Second, // a slow-header client cannot hold a connection
+		IdleTimeout:       75 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		BaseContext:       func(net.Listener) context.Context { return s.base },
+		ConnState:         s.connState,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	s.list = append(s.list, srv)
+	s.lns = append(s.lns, ln)
+	go func() {
+		var err error
+		if tlsConf != nil {
+			err = srv.ServeTLS(ln, "", "")
+		} else {
+			err = srv.Serve(ln)
+		}
+		if !s.rt.draining.Load() && !errors.Is(err, http.ErrServerClosed) {
+			s.failed <- fmt.Errorf("serve %s: %w", ln.Addr(), err)
+		}
+	}()
+}
+
+func (s *servers) handle(w http.ResponseWriter, r *http.Request) {
+	s.inflight.Add(1)
+	defer s.inflight.Done()
+	s.rt.ServeHTTP(w, r)
+}
+
+func (s *servers) connState(_ net.Conn, st http.ConnState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch st {
+	case http.StateNew:
+		s.conns++
+	case http.StateClosed, http.StateHijacked:
+		s.conns--
+		if s.conns == 0 && s.idle != nil {
+			close(s.idle)
+			s.idle = nil
+		}
+	}
+}
+
+// drain retires the worker without failing a request: stop accepting, let
+// keep-alive clients finish their current request and leave (every response
+// now says Connection: close), then shut down what is left, and at the
+// deadline cut whatever still runs (WebSockets, streams).
+func (s *servers) drain(grace, limit time.Duration) {
+	start := time.Now()
+	s.rt.draining.Store(true)
+	for _, ln := range s.lns {
+		_ = ln.Close()
+	}
+	s.mu.Lock()
+	idle := make(chan struct{})
+	if s.conns == 0 {
+		close(idle)
+	} else {
+		s.idle = idle
+	}
+	s.mu.Unlock()
+	select {
+	case <-idle:
+	case <-time.After(grace):
+	}
+
+	ctx, cancel := context.WithDeadline(context.Background(), start.Add(limit))
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, srv := range s.list {
+		wg.Go(func() { _ = srv.Shutdown(ctx) })
+	}
+	wg.Wait()
+	done := make(chan struct{})
+	go func() { s.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.log.Warn("drain deadline reached, closing remaining connections", "limit", limit.String())
+	}
+	s.cancel()
+	for _, srv := range s.list {
+		_ = srv.Close()
+	}
+	<-done
+	s.log.Info("worker drained", "took", time.Since(start).Round(time.Millisecond).String())
+}
