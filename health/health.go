@@ -30,7 +30,7 @@ type Options struct {
 	Timeout  time.Duration // per check; default 2s
 	Rise     int           // passes in a row to come back; default 2
 	Fall     int           // failures in a row to go out; default 2
-	Client   *http.Client  // shared by all checks; default: a client without keep-alive
+	Client   *http.Client  // shared by all checks; should not follow redirects; default: a client without keep-alive that does not
 	Logger   *slog.Logger  // default slog.Default()
 	OnChange func()        // called after a round in which any target flipped
 }
@@ -64,7 +64,11 @@ func New(targets []Target, opts Options) *Checker {
 	if opts.Client == nil {
 		// Checks are seconds apart: pooled connections would only mask a
 		// backend that stopped accepting new ones.
-		opts.Client = &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
+		opts.Client = &http.Client{
+			Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil},
+			// Only the health path's own answer counts: a redirect is not a 2xx.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
