@@ -164,7 +164,15 @@ func (b *trackedBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (b *trackedBody) Close() error { return b.rc.Close() }
+// Close is passed on only once the body was read. The transport closes the
+// body of a request whose dial failed, and that body must stay readable for
+// the next backend; ReverseProxy closes it when the request ends.
+func (b *trackedBody) Close() error {
+	if !b.started.Load() {
+		return nil
+	}
+	return b.rc.Close()
+}
 
 // clientBodyError is a failure reading the client's request body: the
 // client's fault, never the backend's.
