@@ -232,6 +232,9 @@ func rewrite(pr *httputil.ProxyRequest) {
 		out.Header.Set("X-Forwarded-For", ip)
 	}
 	out.Header.Set("X-Real-Ip", ip)
+	// The router put the kept or generated ID on the inbound request; a client
+	// naming it in Connection has had it removed from out.
+	out.Header["X-Request-Id"] = in.Header["X-Request-Id"]
 	out.Header.Set("X-Forwarded-Host", in.Host)
 	if in.TLS != nil {
 		out.Header.Set("X-Forwarded-Proto", "https")
