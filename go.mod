@@ -1,9 +1,12 @@
 module srp
 
-go 1.26
+go 1.26.0
 
 require (
 	github.com/cloudflare/tableflip v1.2.3 // indirect
 	golang.org/x/crypto v0.59.0 // indirect
 	golang.org/x/sys v0.50.0 // indirect
 )
+
+// OpenBSD >= 7.5 fix for descriptor duplication; see third_party/tableflip/PATCHES.md.
+replace github.com/cloudflare/tableflip => ./third_party/tableflip

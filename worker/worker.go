@@ -36,6 +36,12 @@ type Options struct {
 	Grace   time.Duration  // how long a draining worker keeps idle keep-alive connections; default min(Timeout, 5s)
 	Health  health.Options // OnChange is set by the worker
 	Logger  *slog.Logger   // default slog.Default()
+
+	// TicketKeys encrypt TLS session tickets, current key first. The
+	// supervisor owns them so a client resumes its session on whichever
+	// worker or binary generation serves it next; nil leaves Go's own
+	// per-process keys (no resumption across reloads).
+	TicketKeys [][32]byte
 }
 
 // Run serves until ctx is cancelled, then drains and returns. ready is called

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"srp/registry"
+	"srp/supervisor"
 	"srp/worker"
 )
 
@@ -76,41 +77,109 @@ func newLogger(w io.Writer, role string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, nil)).With("role", role, "pid", os.Getpid())
 }
 
+// cmdRun runs the supervisor: it owns the listening sockets and runs
+// "srp worker" processes with the same flags to serve them.
 func cmdRun(args []string, stderr io.Writer) int {
 	fs, f := newRunFlags(stderr)
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	log := newLogger(stderr, "srp")
-	snap, err := registry.Load(f.config)
+	log := newLogger(stderr, "supervisor")
+	err := supervisor.Run(supervisor.Options{
+		Addrs:      f.listenAddrs(),
+		WorkerArgs: args,
+		ConfigPath: f.config,
+		Validate: func(path string, data []byte) error {
+			_, err := registry.Parse(path, data)
+			return err
+		},
+		PIDFile:      f.pidfile,
+		ReadyTimeout: max(f.timeout, 5*time.Second),
+		DrainTimeout: f.timeout,
+		Logger:       log,
+	})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	var lns []net.Listener
-	for _, addr := range f.listenAddrs() {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			log.Error("listen", "addr", addr, "err", err)
-			return 1
-		}
-		lns = append(lns, ln)
+	return 0
+}
+
+// cmdWorker serves the listeners and config its supervisor hands it until
+// the supervisor says to drain or goes away.
+func cmdWorker(args []string, stderr io.Writer) int {
+	fs, f := newRunFlags(stderr)
+	if code, ok := parse(fs, args); !ok {
+		return code
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	log := newLogger(stderr, "worker")
+	// Signals meant for the supervisor also reach a worker in the same
+	// process group (Ctrl-C, a terminal hangup): only SIGTERM and SIGINT
+	// mean anything here, and they mean drain.
+	signal.Ignore(syscall.SIGHUP, syscall.SIGUSR2)
+	w, err := supervisor.Attach(len(f.listenAddrs()))
+	if err != nil {
+		log.Error("worker start", "err", err)
+		return 2
+	}
+	snap, err := registry.Parse(f.config, w.Config)
+	if err != nil {
+		w.Fail(err)
+		return 1
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		log.Info("worker draining", "why", w.WaitDrain())
+		cancel()
+	}()
+	sigCtx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := worker.Run(ctx, f.workerOptions(snap, lns, log), nil); err != nil {
+	o := f.workerOptions(snap, w.Listeners, log)
+	o.TicketKeys = w.TicketKeys
+	ready := func() {
+		if err := w.Ready(); err != nil {
+			log.Error("report ready", "err", err)
+		}
+	}
+	if err := worker.Run(sigCtx, o, ready); err != nil {
+		w.Fail(err)
 		log.Error("worker", "err", err)
 		return 1
 	}
 	return 0
 }
 
-func cmdWorker(args []string, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "srp worker: started by the supervisor only")
-	return 2
-}
-
+// cmdSignal asks the running srp for a reload or an upgrade and waits for
+// the outcome, like SIGHUP or SIGUSR2 but with an answer.
 func cmdSignal(name string, args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintf(stderr, "srp %s: not available yet\n", name)
-	return 1
+	fs := flag.NewFlagSet("srp "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	pidfile := fs.String("pidfile", "", "pidfile `file` of the running srp (its control socket is derived from it)")
+	wait := fs.Duration("wait", 5*time.Minute, "how long to wait for the outcome")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if *pidfile == "" {
+		fmt.Fprintf(stderr, "srp %s: -pidfile is required\n", name)
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *wait)
+	defer cancel()
+	ok, lines, err := supervisor.Request(ctx, *pidfile, name)
+	if err != nil {
+		fmt.Fprintf(stderr, "srp %s: %v\n", name, err)
+		return 1
+	}
+	out := stdout
+	if !ok {
+		out = stderr
+	}
+	for _, l := range lines {
+		fmt.Fprintln(out, l)
+	}
+	if !ok {
+		return 1
+	}
+	return 0
 }

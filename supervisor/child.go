@@ -1,0 +1,107 @@
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+)
+
+// A worker process finds its control socket at fd 3 and the listeners, in
+// the supervisor's order, from fd 4 on (exec.Cmd.ExtraFiles numbering).
+const (
+	controlFD   = 3
+	firstListen = 4
+)
+
+// Worker is a worker process's end of the supervisor link: what it was
+// handed at start, and the channel on which it reports and is told to drain.
+type Worker struct {
+	Config     []byte         // the config file's bytes, validated by the supervisor
+	TicketKeys [][32]byte     // TLS session-ticket keys owned by the supervisor, current first
+	Listeners  []net.Listener // in the order of the supervisor's addresses
+
+	conn *net.UnixConn
+}
+
+// Attach takes over the descriptors a supervisor handed this process and
+// reads its start-up messages. n is the number of listeners to expect.
+func Attach(n int) (*Worker, error) {
+	f := os.NewFile(controlFD, "control")
+	if f == nil {
+		return nil, errors.New("no control socket: srp worker is started by the supervisor only")
+	}
+	c, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("no control socket (srp worker is started by the supervisor only): %w", err)
+	}
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		c.Close()
+		return nil, errors.New("control descriptor is not a unix socket")
+	}
+	w := &Worker{conn: uc}
+	for i := range n {
+		lf := os.NewFile(uintptr(firstListen+i), fmt.Sprintf("listener%d", i))
+		ln, err := net.FileListener(lf) // dups, keeping the socket non-blocking
+		lf.Close()
+		if err != nil {
+			w.close()
+			return nil, fmt.Errorf("inherit listener %d: %w", i, err)
+		}
+		w.Listeners = append(w.Listeners, ln)
+	}
+	for w.Config == nil || w.TicketKeys == nil {
+		m, err := readMsg(uc)
+		if err != nil {
+			w.close()
+			return nil, fmt.Errorf("read start-up messages: %w", err)
+		}
+		switch m.typ {
+		case msgConfig:
+			w.Config = m.payload
+		case msgKeys:
+			if w.TicketKeys, err = decodeKeys(m.payload); err != nil {
+				w.close()
+				return nil, err
+			}
+		default:
+			w.close()
+			return nil, fmt.Errorf("%w: %s message before start-up finished", errProtocol, m.typ)
+		}
+	}
+	return w, nil
+}
+
+func (w *Worker) close() {
+	w.conn.Close()
+	for _, ln := range w.Listeners {
+		ln.Close()
+	}
+}
+
+// Ready tells the supervisor this worker is serving.
+func (w *Worker) Ready() error { return writeMsg(w.conn, msgReady, nil) }
+
+// Fail tells the supervisor why this worker cannot serve.
+func (w *Worker) Fail(err error) { _ = writeMsg(w.conn, msgError, []byte(err.Error())) }
+
+// WaitDrain blocks until the worker must retire and says why: the
+// supervisor asked it to drain, or the supervisor is gone (its end of the
+// socket closed), in which case nothing else will ever retire this worker.
+// A malformed message is also a reason to retire: the link can no longer
+// be trusted.
+func (w *Worker) WaitDrain() string {
+	m, err := readMsg(w.conn)
+	switch {
+	case err == nil && m.typ == msgDrain:
+		return "supervisor asked to drain"
+	case err == nil:
+		return fmt.Sprintf("unexpected %s message from supervisor", m.typ)
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return "supervisor gone"
+	}
+	return err.Error()
+}

@@ -1,0 +1,261 @@
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+)
+
+// onRequest queues a reload or upgrade; requests that arrive while one
+// runs are coalesced into a single follow-up.
+func (s *supervisor) onRequest(req request) {
+	if s.stopping {
+		err := errors.New("srp is shutting down")
+		if s.successor != 0 {
+			err = fmt.Errorf("srp handed over to pid %d; send the request there", s.successor)
+		}
+		s.log.Info("request ignored", "op", req.op, "reason", err.Error())
+		reply(req.reply, result{err: err})
+		return
+	}
+	q := &s.reloadQ
+	if req.op == OpUpgrade {
+		q = &s.upgradeQ
+	}
+	q.pending = true
+	if req.reply != nil {
+		q.waiters = append(q.waiters, req.reply)
+	}
+	if s.op != "" {
+		s.log.Info("request queued behind running operation", "op", req.op, "running", s.op)
+	}
+	s.startNext()
+}
+
+func reply(ch chan<- result, r result) {
+	if ch != nil {
+		ch <- r // buffered by the requester
+	}
+}
+
+// startNext starts the next operation if none runs: a due respawn first,
+// then a queued reload, then a queued upgrade (once the supervisor we took
+// over from is gone: tableflip allows one upgrade per generation).
+func (s *supervisor) startNext() {
+	if s.op != "" || s.stopping {
+		return
+	}
+	switch {
+	case s.cur == nil && !s.respawnAt.IsZero() && !time.Now().Before(s.respawnAt):
+		s.respawnAt = time.Time{}
+		s.op = opRespawn
+		if err := s.spawnNext(s.config, opRespawn); err != nil {
+			s.nextFailed(err.Error())
+		}
+	case s.reloadQ.pending:
+		s.op, s.waiters, s.reloadQ = OpReload, s.reloadQ.waiters, queue{}
+		s.log.Info("reload started", "config", s.o.ConfigPath)
+		data, err := s.readConfig()
+		if err != nil {
+			s.log.Error("reload rejected, old config still serving", "err", err)
+			s.finish(result{err: err})
+			return
+		}
+		if err := s.spawnNext(data, OpReload); err != nil {
+			s.nextFailed(err.Error())
+		}
+	case s.upgradeQ.pending && !s.parentUp:
+		s.op, s.waiters, s.upgradeQ = OpUpgrade, s.upgradeQ.waiters, queue{}
+		s.startUpgrade()
+	}
+}
+
+// spawnNext starts the worker that op waits for.
+func (s *supervisor) spawnNext(config []byte, why string) error {
+	s.gen++
+	p, err := spawn(s.wc, s.gen, s.files, config, s.keys, s.events, s.done)
+	if err != nil {
+		return err
+	}
+	s.procs[p] = true
+	s.next, s.nextConf, s.readyBy = p, config, time.Now().Add(s.o.ReadyTimeout)
+	s.log.Info("worker started", "gen", p.gen, "worker_pid", p.pid, "why", why)
+	return nil
+}
+
+// finish answers everyone waiting for the operation in flight and starts
+// whatever is queued.
+func (s *supervisor) finish(r result) {
+	for _, w := range s.waiters {
+		reply(w, r)
+	}
+	s.op, s.waiters = "", nil
+	s.startNext()
+}
+
+func (s *supervisor) onProc(e procEvent) {
+	p := e.p
+	if e.ready {
+		if p != s.next {
+			return // already given up on; it is draining
+		}
+		s.promote(p)
+		return
+	}
+	delete(s.procs, p)
+	switch {
+	case p == s.next:
+		s.next = nil
+		s.nextFailed(p.reason(e.status))
+	case p.drained:
+		if p == s.cur {
+			s.cur = nil
+		}
+		s.log.Info("worker exited", "gen", p.gen, "worker_pid", p.pid, "status", describeExit(e.status))
+	case p == s.cur:
+		s.cur = nil
+		s.log.Error("worker died", "gen", p.gen, "worker_pid", p.pid, "status", describeExit(e.status))
+		s.crashed()
+	default:
+		s.log.Warn("worker exited unexpectedly", "gen", p.gen, "worker_pid", p.pid, "status", describeExit(e.status))
+	}
+}
+
+// promote makes the ready worker the serving one and retires its predecessor.
+func (s *supervisor) promote(p *proc) {
+	old := s.cur
+	s.cur, s.next, s.config = p, nil, s.nextConf
+	s.respawnAt = time.Time{}
+	p.ready = true
+	s.log.Info("worker ready", "gen", p.gen, "worker_pid", p.pid, "took", time.Since(p.started).Round(time.Millisecond).String())
+	if old != nil {
+		s.log.Info("worker draining", "gen", old.gen, "worker_pid", old.pid, "limit", s.o.DrainTimeout.String())
+		old.drain(time.Now().Add(s.o.DrainTimeout + killMargin))
+	}
+	switch s.op {
+	case opStart:
+		if err := s.serving(); err != nil {
+			s.log.Error("start", "err", err)
+			s.exitErr = err
+			s.shutdown(err)
+			return
+		}
+		s.finish(result{})
+	case OpReload:
+		s.log.Info("reload done", "gen", p.gen, "worker_pid", p.pid)
+		s.finish(result{msg: fmt.Sprintf("reloaded: worker pid %d serving %s", p.pid, s.o.ConfigPath)})
+	default:
+		s.finish(result{})
+	}
+}
+
+// serving completes the start: the pidfile names us, the supervisor we took
+// over from (if any) is told to retire, and the control socket answers.
+func (s *supervisor) serving() error {
+	if s.o.PIDFile != "" {
+		if err := writePIDFile(s.o.PIDFile); err != nil {
+			return err
+		}
+	}
+	if s.handover != nil {
+		_ = writeMsg(s.handover, msgReady, []byte(fmt.Sprint(os.Getpid())))
+		s.handover.Close()
+		s.handover = nil
+	}
+	if err := s.upg.Ready(); err != nil {
+		return fmt.Errorf("signal ready: %w", err)
+	}
+	if s.ctl != nil {
+		go serveControl(s.ctl, s.requests, s.done)
+	}
+	s.log.Info("srp serving", "gen", s.cur.gen, "worker_pid", s.cur.pid, "pidfile", s.o.PIDFile)
+	return nil
+}
+
+// nextFailed handles a worker that will never become ready.
+func (s *supervisor) nextFailed(reason string) {
+	switch s.op {
+	case opStart:
+		err := fmt.Errorf("first worker failed: %s", reason)
+		s.log.Error("start failed", "err", err)
+		s.tellOld(err)
+		s.exitErr = err
+		s.shutdown(err)
+	case opRespawn:
+		s.log.Error("respawned worker failed", "reason", reason)
+		s.op = ""
+		s.crashed()
+		s.startNext()
+	default:
+		s.log.Error("reload failed, old worker still serving", "reason", reason)
+		s.finish(result{err: fmt.Errorf("reload failed, old config still serving: %s", reason)})
+	}
+}
+
+// crashed counts a worker death and schedules a respawn with backoff, or
+// gives up when deaths come too fast for a restart to help: then the
+// service manager sees srp exit non-zero and can act.
+func (s *supervisor) crashed() {
+	now := time.Now()
+	recent := s.crashes[:0]
+	for _, t := range s.crashes {
+		if now.Sub(t) < s.o.CrashWindow {
+			recent = append(recent, t)
+		}
+	}
+	s.crashes = append(recent, now)
+	n := len(s.crashes)
+	if n >= s.o.MaxCrashes {
+		err := fmt.Errorf("worker died %d times within %s, giving up", n, s.o.CrashWindow)
+		s.log.Error("giving up", "err", err)
+		s.exitErr = err
+		s.shutdown(err)
+		return
+	}
+	if s.cur != nil || s.next != nil {
+		return // a reload in flight will replace it
+	}
+	backoff := min(100*time.Millisecond<<(n-1), 5*time.Second)
+	s.respawnAt = now.Add(backoff)
+	s.log.Info("respawning worker", "in", backoff.String(), "crashes", n)
+}
+
+// shutdown drains every worker; the loop ends once all are reaped.
+func (s *supervisor) shutdown(cause error) {
+	if s.stopping {
+		return
+	}
+	s.stopping = true
+	if s.ctl != nil {
+		s.ctl.Close()
+	}
+	stop := fmt.Errorf("srp is shutting down")
+	if cause != nil {
+		stop = fmt.Errorf("srp is shutting down: %w", cause)
+	}
+	if s.successor != 0 {
+		stop = fmt.Errorf("srp handed over to pid %d; send the request there", s.successor)
+	}
+	for _, q := range []*queue{&s.reloadQ, &s.upgradeQ} {
+		for _, w := range q.waiters {
+			reply(w, result{err: stop})
+		}
+		*q = queue{}
+	}
+	if s.op != OpUpgrade {
+		for _, w := range s.waiters {
+			reply(w, result{err: stop})
+		}
+		s.op, s.waiters = "", nil
+	}
+	s.upg.Stop() // interrupts an upgrade in flight
+	s.next, s.respawnAt = nil, time.Time{}
+	deadline := time.Now().Add(s.o.DrainTimeout + killMargin)
+	for p := range s.procs {
+		if !p.drained {
+			s.log.Info("worker draining", "gen", p.gen, "worker_pid", p.pid, "limit", s.o.DrainTimeout.String())
+			p.drain(deadline)
+		}
+	}
+}

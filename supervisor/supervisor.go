@@ -1,0 +1,286 @@
+// Package supervisor owns srp's process lifecycle: it holds the listening
+// sockets, runs one worker process that serves them, replaces that worker
+// on a config reload, hands everything to a new srp binary on an upgrade,
+// restarts a worker that dies, and drains on shutdown.
+//
+// Invariants: the listening sockets never close while srp runs, so a
+// connection waits in the backlog rather than being refused; an old worker
+// is told to drain only after its successor reported ready; one reload or
+// upgrade runs at a time, and all lifecycle state belongs to the single
+// goroutine running the loop in Run.
+package supervisor
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/cloudflare/tableflip"
+)
+
+// Options configure a supervisor. Zero values take the defaults named on each field.
+type Options struct {
+	Addrs      []string // TCP addresses to listen on, in the order workers expect them; required
+	WorkerArgs []string // passed to every "srp worker" unchanged (the run flags)
+	ConfigPath string   // read at start and on every reload; required
+	// Validate checks a config before any worker sees it; nil accepts anything.
+	Validate func(path string, data []byte) error
+	PIDFile  string // written once serving; "" means no pidfile and no control socket
+
+	ReadyTimeout time.Duration // how long a new worker or binary may take to be ready; default 30s
+	DrainTimeout time.Duration // how long a retiring worker may drain before it is killed; default 30s
+	MaxCrashes   int           // worker deaths within CrashWindow that make srp give up; default 5
+	CrashWindow  time.Duration // default 1m
+	Logger       *slog.Logger  // default slog.Default()
+}
+
+// killMargin is how long after its own drain deadline a worker gets to exit
+// before it is killed: the worker enforces the deadline, this is the backstop.
+const killMargin = 5 * time.Second
+
+// Operations the loop runs, one at a time.
+const (
+	opStart   = "start"
+	opRespawn = "respawn"
+)
+
+// queue collects the waiters of an operation that was asked for while
+// another one ran: all of them get the result of one follow-up run.
+type queue struct {
+	pending bool
+	waiters []chan<- result
+}
+
+type supervisor struct {
+	o      Options
+	log    *slog.Logger
+	upg    *tableflip.Upgrader
+	wc     workerCommand
+	files  []*os.File   // listener duplicates handed to every worker
+	ctl    net.Listener // control socket; nil without a pidfile
+	keys   [][32]byte
+	config []byte // last config a worker became ready with
+	gen    int
+
+	cur      *proc          // serving worker; nil after a crash until the respawn is ready
+	next     *proc          // worker being started by op
+	nextConf []byte         // the config next was started with
+	readyBy  time.Time      // when next is given up on
+	procs    map[*proc]bool // every worker not yet reaped
+
+	op        string          // operation in flight, "" when idle
+	waiters   []chan<- result // of op
+	reloadQ   queue
+	upgradeQ  queue
+	handover  *net.UnixConn // to the new binary while an upgrade runs; from the old one at start
+	crashes   []time.Time
+	respawnAt time.Time // zero: no respawn scheduled
+	parentUp  bool      // the supervisor we took over from has not exited yet
+	stopping  bool
+	successor int // PID of the binary we handed over to
+	exitErr   error
+
+	events     chan procEvent
+	requests   chan request
+	upgraded   chan error
+	parentGone chan error
+	done       chan struct{}
+}
+
+// Run supervises until srp is told to stop or hands over to a new binary.
+// It returns nil after a clean stop or handover.
+func Run(o Options) error {
+	if len(o.Addrs) == 0 || o.ConfigPath == "" {
+		return errors.New("supervisor: listen addresses and config path are required")
+	}
+	if o.ReadyTimeout <= 0 {
+		o.ReadyTimeout = 30 * time.Second
+	}
+	if o.DrainTimeout <= 0 {
+		o.DrainTimeout = 30 * time.Second
+	}
+	if o.MaxCrashes <= 0 {
+		o.MaxCrashes = 5
+	}
+	if o.CrashWindow <= 0 {
+		o.CrashWindow = time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	s := &supervisor{
+		o: o, log: o.Logger, procs: map[*proc]bool{},
+		events: make(chan procEvent), requests: make(chan request), upgraded: make(chan error, 1),
+		parentGone: make(chan error, 1), done: make(chan struct{}),
+	}
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR2, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	if err := s.setup(); err != nil {
+		s.tellOld(err)
+		return err
+	}
+	defer s.upg.Stop()
+	s.loop(sigs)
+	close(s.done)
+	if s.o.PIDFile != "" && s.successor == 0 {
+		if removed, err := removePIDFile(s.o.PIDFile); err != nil {
+			s.log.Warn("pidfile", "err", err)
+		} else if removed {
+			s.log.Info("pidfile removed", "path", s.o.PIDFile)
+		}
+	}
+	return s.exitErr
+}
+
+// setup takes over or opens the sockets and starts the first worker.
+func (s *supervisor) setup() error {
+	var err error
+	s.upg, err = tableflip.New(tableflip.Options{UpgradeTimeout: s.o.ReadyTimeout + killMargin})
+	if err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
+	if s.upg.HasParent() {
+		if err := s.takeHandover(); err != nil {
+			return err
+		}
+		s.parentUp = true
+		go func() { s.parentGone <- s.upg.WaitForParent(context.Background()) }()
+	}
+	if s.keys == nil {
+		s.keys = make([][32]byte, 1)
+		if _, err := rand.Read(s.keys[0][:]); err != nil {
+			return fmt.Errorf("session-ticket key: %w", err)
+		}
+	}
+	if s.wc, err = newWorkerCommand(s.o.WorkerArgs); err != nil {
+		return err
+	}
+	data, err := s.readConfig()
+	if err != nil {
+		return err
+	}
+	for _, addr := range s.o.Addrs {
+		ln, err := s.upg.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", addr, err)
+		}
+		f, err := dupFile(ln.(syscall.Conn), "listener "+addr)
+		if err != nil {
+			return err
+		}
+		s.files = append(s.files, f)
+	}
+	if s.o.PIDFile != "" {
+		path := ControlPath(s.o.PIDFile)
+		s.ctl, err = s.upg.ListenWithCallback("unix", path, func(_, addr string) (net.Listener, error) {
+			return listenControl(addr)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	s.log.Info("supervisor starting", "addrs", fmt.Sprint(s.o.Addrs), "config", s.o.ConfigPath, "takeover", s.upg.HasParent())
+	s.op = opStart
+	return s.spawnNext(data, opStart)
+}
+
+// readConfig reads and validates the config file.
+func (s *supervisor) readConfig() ([]byte, error) {
+	data, err := os.ReadFile(s.o.ConfigPath)
+	if err != nil {
+		return nil, fmt.Errorf("read config %s: %w", s.o.ConfigPath, err)
+	}
+	if s.o.Validate != nil {
+		if err := s.o.Validate(s.o.ConfigPath, data); err != nil {
+			return nil, err
+		}
+	}
+	return data, nil
+}
+
+// loop is the one goroutine that owns the lifecycle. It returns once
+// stopping and every worker has been reaped.
+func (s *supervisor) loop(sigs <-chan os.Signal) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for !s.stopping || len(s.procs) > 0 || s.op != "" {
+		timer.Reset(time.Until(s.nextDeadline()))
+		select {
+		case sig := <-sigs:
+			s.onSignal(sig)
+		case req := <-s.requests:
+			s.onRequest(req)
+		case e := <-s.events:
+			s.onProc(e)
+		case err := <-s.upgraded:
+			s.onUpgraded(err)
+		case err := <-s.parentGone:
+			s.parentUp = false
+			if err != nil {
+				s.log.Warn("previous supervisor exited uncleanly", "err", err)
+			}
+			s.startNext()
+		case <-timer.C:
+			s.onTimer(time.Now())
+		}
+	}
+}
+
+// nextDeadline is the earliest moment the loop must act without an event.
+func (s *supervisor) nextDeadline() time.Time {
+	d := time.Now().Add(time.Hour)
+	if s.next != nil && s.readyBy.Before(d) {
+		d = s.readyBy
+	}
+	if s.op == "" && !s.respawnAt.IsZero() && s.respawnAt.Before(d) {
+		d = s.respawnAt
+	}
+	for p := range s.procs {
+		if !p.killAt.IsZero() && p.killAt.Before(d) {
+			d = p.killAt
+		}
+	}
+	return d
+}
+
+func (s *supervisor) onSignal(sig os.Signal) {
+	switch sig {
+	case syscall.SIGHUP:
+		s.onRequest(request{op: OpReload})
+	case syscall.SIGUSR2:
+		s.onRequest(request{op: OpUpgrade})
+	default:
+		if s.stopping {
+			s.log.Info("signal ignored: already stopping", "signal", sig.String())
+			return
+		}
+		s.log.Info("shutting down", "signal", sig.String())
+		s.shutdown(nil)
+	}
+}
+
+func (s *supervisor) onTimer(now time.Time) {
+	if p := s.next; p != nil && !now.Before(s.readyBy) {
+		s.next = nil
+		p.drain(now.Add(s.o.DrainTimeout + killMargin))
+		s.nextFailed(fmt.Sprintf("worker pid %d not ready within %s", p.pid, s.o.ReadyTimeout))
+	}
+	for p := range s.procs {
+		if !p.killAt.IsZero() && !now.Before(p.killAt) {
+			s.log.Warn("worker did not exit in time, killing it", "gen", p.gen, "worker_pid", p.pid)
+			p.killAt = time.Time{}
+			p.kill()
+		}
+	}
+	if !s.respawnAt.IsZero() && !now.Before(s.respawnAt) {
+		s.startNext()
+	}
+}

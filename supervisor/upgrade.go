@@ -1,0 +1,122 @@
+package supervisor
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+)
+
+// An upgrade runs the srp binary now on disk with the listeners inherited
+// through tableflip. Besides the listeners, the new binary inherits one end
+// of a "handover" socket pair: the old supervisor sends the session-ticket
+// keys on it, so TLS sessions resume across the upgrade, and the new one
+// answers with its PID once ready, or with why it could not start, so that
+// "srp upgrade" can print the reason.
+
+const handoverName = "handover"
+
+// startUpgrade hands the listeners to a new binary. tableflip's Upgrade
+// blocks until the new process is ready or has failed, so it runs aside
+// and reports to the loop.
+func (s *supervisor) startUpgrade() {
+	ours, theirs, err := socketPair(handoverName)
+	if err == nil {
+		err = s.upg.AddFile(handoverName, theirs)
+		theirs.Close()
+	}
+	if err == nil {
+		err = writeMsg(ours, msgKeys, encodeKeys(s.keys))
+	}
+	if err != nil {
+		if ours != nil {
+			ours.Close()
+		}
+		s.log.Error("upgrade failed", "err", err)
+		s.finish(result{err: fmt.Errorf("upgrade failed: %w", err)})
+		return
+	}
+	s.handover = ours
+	s.log.Info("upgrade started", "binary", s.wc.args[0])
+	go func() {
+		err := s.upg.Upgrade()
+		select {
+		case s.upgraded <- err:
+		case <-s.done:
+		}
+	}()
+}
+
+// onUpgraded ends an upgrade: on success this supervisor retires, else
+// it serves on as if nothing happened.
+func (s *supervisor) onUpgraded(err error) {
+	pid, text := parseHandover(readBuffered(s.handover))
+	s.handover.Close()
+	s.handover = nil
+	if err == nil {
+		s.successor = pid
+		s.log.Info("upgrade done, handing over", "new_pid", pid)
+		s.finish(result{msg: fmt.Sprintf("upgraded: srp pid %d serving", pid)})
+		s.shutdown(nil)
+		return
+	}
+	reason := err.Error()
+	if text != "" {
+		reason = text + " (" + reason + ")"
+	}
+	s.log.Error("upgrade failed, old binary still serving", "reason", reason)
+	s.finish(result{err: fmt.Errorf("upgrade failed, old binary still serving: %s", reason)})
+}
+
+// parseHandover reads what a new binary said before the upgrade ended.
+func parseHandover(b []byte) (pid int, text string) {
+	r := bytes.NewReader(b)
+	for {
+		m, err := readMsg(r)
+		if err != nil {
+			return pid, text
+		}
+		switch m.typ {
+		case msgReady:
+			pid, _ = strconv.Atoi(string(m.payload))
+		case msgError:
+			text = appendLine(text, string(m.payload))
+		}
+	}
+}
+
+// takeHandover reads the keys the old supervisor sent. A new binary without
+// a handover (started by an older srp) makes its own keys.
+func (s *supervisor) takeHandover() error {
+	f, err := s.upg.File(handoverName)
+	if err != nil || f == nil {
+		return err
+	}
+	c, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("handover: %w", err)
+	}
+	s.handover = c.(*net.UnixConn)
+	_ = s.handover.SetReadDeadline(time.Now().Add(10 * time.Second))
+	m, err := readMsg(s.handover)
+	_ = s.handover.SetReadDeadline(time.Time{})
+	if err != nil {
+		return fmt.Errorf("handover: %w", err)
+	}
+	if m.typ != msgKeys {
+		return fmt.Errorf("handover: %w: %s message instead of keys", errProtocol, m.typ)
+	}
+	s.keys, err = decodeKeys(m.payload)
+	return err
+}
+
+// tellOld reports a start-up failure to the supervisor we were to take
+// over from, which passes it on to whoever asked for the upgrade.
+func (s *supervisor) tellOld(err error) {
+	if s.handover == nil || err == nil {
+		return
+	}
+	_ = writeMsg(s.handover, msgError, []byte(err.Error()))
+}
