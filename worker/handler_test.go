@@ -1,0 +1,122 @@
+package worker
+
+import (
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"testing"
+	"time"
+
+	"srp/registry"
+)
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func TestRedirectLocation(t *testing.T) {
+	for _, tc := range []struct {
+		target      string
+		discard     bool
+		permanent   bool
+		requestURI  string
+		wantStatus  int
+		wantLocaton string
+	}{
+		{"https://new.test", false, true, "/a/b?x=1", 308, "https://new.test/a/b?x=1"},
+		{"https://new.test", false, false, "/", 307, "https://new.test/"},
+		{"https://new.test/", false, false, "/a", 307, "https://new.test/a"},
+		{"https://new.test/base", false, false, "/a?q", 307, "https://new.test/base/a?q"},
+		{"https://new.test/base?src=old", false, false, "/a", 307, "https://new.test/base/a?src=old"},
+		{"https://new.test/base?src=old", false, false, "/a?mine=1", 307, "https://new.test/base/a?mine=1"},
+		// The path is kept as the client wrote it: an escaped slash stays escaped.
+		{"https://new.test", false, false, "/files/a%2Fb?x=%26", 307, "https://new.test/files/a%2Fb?x=%26"},
+		{"https://new.test", false, false, "/caf%C3%A9/with%20space", 307, "https://new.test/caf%C3%A9/with%20space"},
+		{"https://new.test/landing", true, true, "/a/b?x=1", 308, "https://new.test/landing"},
+		{"http://new.test:8080", true, false, "/a", 307, "http://new.test:8080"},
+	} {
+		u, err := url.Parse(tc.target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest("GET", tc.requestURI, nil)
+		redirect(w, r, &registry.Redirect{URL: u, DiscardPath: tc.discard, Permanent: tc.permanent})
+		if w.Code != tc.wantStatus || w.Header().Get("Location") != tc.wantLocaton {
+			t.Errorf("%s (discard %v) for %s: %d %q, want %d %q", tc.target, tc.discard, tc.requestURI,
+				w.Code, w.Header().Get("Location"), tc.wantStatus, tc.wantLocaton)
+		}
+	}
+}
+
+func TestSaneRequestID(t *testing.T) {
+	for id, want := range map[string]bool{
+		"0af7651916cd43dd8448eb211c80319c":                        true,
+		"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01": true,
+		"Root=1-67891233-abcdef012345678912345678":                true,
+		"abc_DEF.1:2/3+4=":                                        true,
+		string(make([]byte, 0)):                                   false,
+		"has space":                                               false,
+		"new\nline":                                               false,
+		"tab\t":                                                   false,
+		"<script>":                                                false,
+		`quote"`:                                                  false,
+		"semi;colon":                                              false,
+		"ünïcode":                                                 false,
+		string(make([]byte, 129)):                                 false,
+	} {
+		if got := saneRequestID(id); got != want {
+			t.Errorf("saneRequestID(%q) = %v, want %v", id, got, want)
+		}
+	}
+	long := make([]byte, 128)
+	for i := range long {
+		long[i] = 'a'
+	}
+	if !saneRequestID(string(long)) || saneRequestID(string(long)+"a") {
+		t.Error("the length limit is not 128")
+	}
+}
+
+func TestGeneratedRequestIDsAreSaneAndUnique(t *testing.T) {
+	seen := map[string]bool{}
+	for range 1000 {
+		r := httptest.NewRequest("GET", "/", nil)
+		id := requestID(r)
+		if !saneRequestID(id) || seen[id] {
+			t.Fatalf("generated ID %q: sane %v, seen before %v", id, saneRequestID(id), seen[id])
+		}
+		seen[id] = true
+	}
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header["X-Request-Id"] = []string{"a", "b"}
+	if id := requestID(r); id == "a" || id == "b" {
+		t.Fatal("one of two X-Request-Id values was kept")
+	}
+}
+
+func TestClientIP(t *testing.T) {
+	for addr, want := range map[string]string{
+		"192.0.2.7:5555":          "192.0.2.7",
+		"[::ffff:192.0.2.7]:5555": "192.0.2.7",
+		"[2001:db8::7]:5555":      "2001:db8::7",
+		"garbage":                 "",
+	} {
+		if got := clientIP(addr); got != want {
+			t.Errorf("clientIP(%q) = %q, want %q", addr, got, want)
+		}
+	}
+}
+
+func TestConnectRefused(t *testing.T) {
+	snap, err := registry.Parse("t.json", []byte(`{"Services": {"app.test": {"Backends": ["127.0.0.1:1"]}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, _ := build(Options{Snapshot: snap, Timeout: time.Second, Logger: discardLogger()})
+	w := httptest.NewRecorder()
+	r := httptest.NewRequest("CONNECT", "http://app.test:443", nil)
+	rt.ServeHTTP(w, r)
+	if w.Code != http.StatusMethodNotAllowed {
+		t.Fatalf("CONNECT: %d, want 405", w.Code)
+	}
+}
