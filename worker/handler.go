@@ -74,8 +74,9 @@ func (rt *router) healthy(svc *registry.Service) []string {
 func redirect(w http.ResponseWriter, r *http.Request, rd *registry.Redirect) {
 	u := *rd.URL
 	if !rd.DiscardPath {
+		// RawPath keeps the client's escaping: %2F must not become a slash.
+		u.RawPath = strings.TrimSuffix(u.EscapedPath(), "/") + r.URL.EscapedPath()
 		u.Path = strings.TrimSuffix(u.Path, "/") + r.URL.Path
-		u.RawPath = ""
 		if r.URL.RawQuery != "" {
 			u.RawQuery = r.URL.RawQuery
 		}
