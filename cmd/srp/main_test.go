@@ -75,8 +75,15 @@ type proc struct {
 // if the test has not stopped it.
 func startSRP(t testing.TB, args ...string) *proc {
 	t.Helper()
+	return startBinary(t, srpBin, args...)
+}
+
+// startBinary is startSRP for the srp binary at bin, which tests of binary
+// upgrades replace on disk.
+func startBinary(t testing.TB, bin string, args ...string) *proc {
+	t.Helper()
 	p := &proc{t: t, out: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(srpBin, args...)
+	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stdout = p.out
 	p.cmd.Stderr = p.out
 	p.cmd.Dir = t.TempDir()
