@@ -4,8 +4,10 @@ go 1.26.0
 
 require (
 	github.com/cloudflare/tableflip v1.2.3 // indirect
-	golang.org/x/crypto v0.59.0 // indirect
+	golang.org/x/crypto v0.59.0
+	golang.org/x/net v0.62.0 // indirect
 	golang.org/x/sys v0.50.0 // indirect
+	golang.org/x/text v0.44.0 // indirect
 )
 
 // OpenBSD >= 7.5 fix for descriptor duplication; see third_party/tableflip/PATCHES.md.

@@ -30,7 +30,8 @@ type Options struct {
 	Snapshot *registry.Snapshot // required
 	HTTP     net.Listener       // plain HTTP; required
 	HTTPS    net.Listener       // TLS; nil in plain-HTTP mode
-	TLS      *tls.Config        // used with HTTPS
+	ACME     *ACME              // HTTPS mode with automatic certificates; needs HTTPS
+	TLS      *tls.Config        // with HTTPS and no ACME: a fixed TLS setup
 
 	Timeout time.Duration  // backend response-header timeout and drain limit; default 30s
 	Grace   time.Duration  // how long a draining worker keeps idle keep-alive connections; default min(Timeout, 5s)
@@ -61,6 +62,24 @@ func Run(ctx context.Context, o Options, ready func()) error {
 	}
 
 	rt, checker := build(o)
+	plain, tlsConf := http.Handler(rt), o.TLS
+	if o.ACME != nil {
+		if o.HTTPS == nil || o.TLS != nil {
+			return errors.New("worker: ACME needs an HTTPS listener and no fixed TLS config")
+		}
+		h, err := newHTTPSMode(o, rt)
+		if err != nil {
+			return fmt.Errorf("worker: https mode: %w", err)
+		}
+		plain, tlsConf = h.plain, h.tls
+	}
+	if o.HTTPS != nil && tlsConf == nil {
+		return errors.New("worker: HTTPS listener without ACME or TLS config")
+	}
+	if tlsConf != nil && len(o.TicketKeys) > 0 {
+		tlsConf = tlsConf.Clone()
+		tlsConf.SetSessionTicketKeys(o.TicketKeys)
+	}
 	checker.Round(ctx)
 	for _, r := range rt.routes {
 		r.pool.refresh(checker)
@@ -70,9 +89,9 @@ func Run(ctx context.Context, o Options, ready func()) error {
 	go checker.Run(hctx)
 
 	s := newServers(rt, o)
-	s.serve(o.HTTP, nil)
+	s.serve(o.HTTP, plain, nil)
 	if o.HTTPS != nil {
-		s.serve(o.HTTPS, o.TLS)
+		s.serve(o.HTTPS, rt, tlsConf)
 	}
 	if ready != nil {
 		ready()
@@ -141,11 +160,15 @@ func newServers(rt *router, o Options) *servers {
 	return &servers{rt: rt, log: o.Logger, base: base, cancel: cancel, failed: make(chan error, 2)}
 }
 
-func (s *servers) serve(ln net.Listener, tlsConf *tls.Config) {
+// readHeaderTimeout also bounds the TLS handshake (see certGetter for the
+// exception while a certificate is issued).
+const readHeaderTimeout = 10 * time.Second
+
+func (s *servers) serve(ln net.Listener, h http.Handler, tlsConf *tls.Config) {
 	srv := &http.Server{
-		Handler:           http.HandlerFunc(s.handle),
+		Handler:           s.track(h),
 		TLSConfig:         tlsConf,
-		ReadHeaderTimeout: 10 * time.Second, // a slow-header client cannot hold a connection
+		ReadHeaderTimeout: readHeaderTimeout, // a slow-header client cannot hold a connection
 		IdleTimeout:       75 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		BaseContext:       func(net.Listener) context.Context { return s.base },
@@ -167,10 +190,13 @@ func (s *servers) serve(ln net.Listener, tlsConf *tls.Config) {
 	}()
 }
 
-func (s *servers) handle(w http.ResponseWriter, r *http.Request) {
-	s.inflight.Add(1)
-	defer s.inflight.Done()
-	s.rt.ServeHTTP(w, r)
+// track counts h's running requests, so the drain can wait for them.
+func (s *servers) track(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.inflight.Add(1)
+		defer s.inflight.Done()
+		h.ServeHTTP(w, r)
+	})
 }
 
 func (s *servers) connState(_ net.Conn, st http.ConnState) {

@@ -69,6 +69,7 @@ func (f *runFlags) workerOptions(snap *registry.Snapshot, lns []net.Listener, lo
 	o := worker.Options{Snapshot: snap, HTTP: lns[0], Timeout: f.timeout, Logger: log}
 	if len(lns) > 1 {
 		o.HTTPS = lns[1]
+		o.ACME = &worker.ACME{URL: f.url, CacheDir: f.certs, Directory: f.acmeDirectory, CAFile: f.acmeCA, Email: f.email}
 	}
 	return o
 }
