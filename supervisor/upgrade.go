@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -61,7 +62,10 @@ func (s *supervisor) onUpgraded(err error) {
 		s.shutdown(nil)
 		return
 	}
-	reason := err.Error()
+	reason := "new binary: " + err.Error()
+	if strings.HasSuffix(reason, "timed out") {
+		reason += fmt.Sprintf(" (not ready within %s)", s.o.ReadyTimeout+killMargin)
+	}
 	if text != "" {
 		reason = text + " (" + reason + ")"
 	}
