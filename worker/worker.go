@@ -9,6 +9,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -43,6 +44,8 @@ type Options struct {
 	// worker or binary generation serves it next; nil leaves Go's own
 	// per-process keys (no resumption across reloads).
 	TicketKeys [][32]byte
+
+	idleTimeout time.Duration // keep-alive idle limit; zero means 75s; unexported so only tests shorten it
 }
 
 // Run serves until ctx is cancelled, then drains and returns. ready is called
@@ -153,11 +156,14 @@ type servers struct {
 	mu    sync.Mutex // guards conns and idle
 	conns int
 	idle  chan struct{} // closed when conns drops to 0 while draining
+
+	idleTimeout time.Duration // for keep-alive connections between requests
 }
 
 func newServers(rt *router, o Options) *servers {
 	base, cancel := context.WithCancel(context.Background())
-	return &servers{rt: rt, log: o.Logger, base: base, cancel: cancel, failed: make(chan error, 2)}
+	return &servers{rt: rt, log: o.Logger, base: base, cancel: cancel, failed: make(chan error, 2),
+		idleTimeout: cmp.Or(o.idleTimeout, 75*time.Second)}
 }
 
 // readHeaderTimeout also bounds the TLS handshake (see certGetter for the
@@ -169,7 +175,7 @@ func (s *servers) serve(ln net.Listener, h http.Handler, tlsConf *tls.Config) {
 		Handler:           s.track(h),
 		TLSConfig:         tlsConf,
 		ReadHeaderTimeout: readHeaderTimeout, // a slow-header client cannot hold a connection
-		IdleTimeout:       75 * time.Second,
+		IdleTimeout:       s.idleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		BaseContext:       func(net.Listener) context.Context { return s.base },
 		ConnState:         s.connState,
