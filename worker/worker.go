@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -201,6 +202,20 @@ func (s *servers) track(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.inflight.Add(1)
 		defer s.inflight.Done()
+		defer func() {
+			// At the drain deadline the proxy aborts the streams still
+			// running. An event stream has no end of its own, so it ends
+			// properly instead (last chunk, then close) and the client
+			// reconnects to the new worker; other bodies stay aborted so a
+			// cut download is never mistaken for a complete one.
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler && s.base.Err() != nil &&
+					strings.HasPrefix(w.Header().Get("Content-Type"), "text/event-stream") {
+					return
+				}
+				panic(v)
+			}
+		}()
 		h.ServeHTTP(w, r)
 	})
 }
@@ -258,6 +273,12 @@ func (s *servers) drain(grace, limit time.Duration) {
 		s.log.Warn("drain deadline reached, closing remaining connections", "limit", limit.String())
 	}
 	s.cancel()
+	// Cancelled handlers return at once; give them that moment to finish
+	// their responses (see track) before every connection is cut.
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+	}
 	for _, srv := range s.list {
 		_ = srv.Close()
 	}

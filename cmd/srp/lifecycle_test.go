@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -37,13 +38,26 @@ func startLife(t testing.TB, bin, config string, extra ...string) *lifeSRP {
 	s.proc = startBinary(t, bin, args...)
 	s.waitPID(t, s.cmd.Process.Pid, 30*time.Second)
 	t.Cleanup(func() {
-		// After an upgrade the serving srp is no child of ours.
-		if pid, err := readPID(s.pidfile); err == nil && pid != s.cmd.Process.Pid && alive(pid) {
+		// After an upgrade the serving srp is no child of ours: stop it if
+		// the pidfile names a process running this binary on this pidfile,
+		// and nothing else.
+		if pid, err := readPID(s.pidfile); err == nil && pid != s.cmd.Process.Pid && s.ours(bin, pid) {
 			_ = syscall.Kill(pid, syscall.SIGTERM)
 			waitGone(t, pid, 20*time.Second)
 		}
 	})
 	return s
+}
+
+// ours reports whether pid is an srp started from bin with this test's
+// pidfile, as every supervisor after an upgrade is.
+func (s *lifeSRP) ours(bin string, pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || !alive(pid) {
+		return false
+	}
+	args := strings.Split(string(b), "\x00")
+	return args[0] == bin && slices.Contains(args, s.pidfile)
 }
 
 // waitPID waits until the pidfile holds pid.
