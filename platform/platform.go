@@ -65,7 +65,9 @@ type Unveil struct {
 //
 // Supervisor: stdio for the Go runtime and its pipes; rpath wpath cpath for
 // the config (re-read on reload), the pidfile (written by temp file and
-// rename, removed at exit) and the certificate cache; inet for the listening
+// rename, removed at exit), the control socket beside it (removed at exit)
+// and the certificate cache; fattr because the pidfile's temp file is made
+// world-readable with fchmod before the rename; inet for the listening
 // sockets it holds and hands on; unix for the control socketpairs; dns as the
 // process model prescribes for the listener side; proc exec to fork and exec
 // workers and the upgraded binary, and to signal workers; id with -user, since
@@ -85,7 +87,7 @@ func Rules(role Role, p Paths) (promises string, unveil []Unveil) {
 	}
 	switch role {
 	case Supervisor:
-		promises = "stdio rpath wpath cpath inet unix dns proc exec"
+		promises = "stdio rpath wpath cpath fattr inet unix dns proc exec"
 		if p.User != nil {
 			promises += " id"
 		}
@@ -93,7 +95,7 @@ func Rules(role Role, p Paths) (promises string, unveil []Unveil) {
 		if p.ACME {
 			add(p.CertCache, "rwc", "certificate cache the supervisor creates and hands to the worker user")
 		}
-		add(p.PIDFileDir, "rwc", "pidfile written by temp file and rename, removed at exit")
+		add(p.PIDFileDir, "rwc", "pidfile written by temp file and rename; it and the control socket removed at exit")
 		add(p.Binary, "x", "executed for every worker and for an upgrade")
 		add(os.DevNull, "rw", "standard input of the processes it starts")
 	case Worker:
@@ -126,28 +128,21 @@ func prepare(role Role, p Paths) error {
 	if role == Worker {
 		owner = nil
 	}
-	if err := prepareCache(p, owner); err != nil {
-		return fmt.Errorf("lockdown: %w", err)
-	}
+	prepareCache(p, owner)
 	return nil
 }
 
 // prepareCache creates the certificate cache in HTTPS mode and, if owner is
 // set, gives it to owner: workers running as another user must be able to
-// write it.
-func prepareCache(p Paths, owner *Credential) error {
+// write it. It is best effort: the worker checks the cache before it serves
+// and says precisely what is wrong with it.
+func prepareCache(p Paths, owner *Credential) {
 	if !p.ACME || p.CertCache == "" {
-		return nil
+		return
 	}
-	if err := os.MkdirAll(p.CertCache, 0o700); err != nil {
-		return fmt.Errorf("create certificate cache: %w", err)
+	if os.MkdirAll(p.CertCache, 0o700) == nil && owner != nil {
+		_ = giveDir(p.CertCache, owner)
 	}
-	if owner != nil {
-		if err := giveDir(p.CertCache, owner); err != nil {
-			return fmt.Errorf("give certificate cache to %s: %w", owner, err)
-		}
-	}
-	return nil
 }
 
 // giveDir hands a flat directory and the files in it to c, so workers

@@ -74,9 +74,7 @@ func StartWorker(cmd *exec.Cmd, p Paths, log *slog.Logger) error {
 		return err
 	}
 	// The domain can only grant a directory that exists.
-	if err := prepareCache(p, p.User); err != nil {
-		return fmt.Errorf("start worker: %w", err)
-	}
+	prepareCache(p, p.User)
 	if cmd.Stdin == nil {
 		null, err := os.Open(os.DevNull)
 		if err != nil {

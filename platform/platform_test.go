@@ -36,13 +36,13 @@ func TestRules(t *testing.T) {
 			[]string{"/var/srp/certs:rwc", "/etc/srp/ca.pem:r"}},
 		{"ACME worker with system roots", Worker, systemRoots, "stdio inet dns rpath wpath cpath",
 			[]string{"/var/srp/certs:rwc"}},
-		{"plain HTTP supervisor", Supervisor, all, "stdio rpath wpath cpath inet unix dns proc exec",
+		{"plain HTTP supervisor", Supervisor, all, "stdio rpath wpath cpath fattr inet unix dns proc exec",
 			[]string{"/etc/srp/config.json:r", "/var/run/srp:rwc", "/usr/local/bin/srp:x", "/dev/null:rw"}},
-		{"ACME supervisor", Supervisor, acme, "stdio rpath wpath cpath inet unix dns proc exec",
+		{"ACME supervisor", Supervisor, acme, "stdio rpath wpath cpath fattr inet unix dns proc exec",
 			[]string{"/etc/srp/config.json:r", "/var/srp/certs:rwc", "/var/run/srp:rwc", "/usr/local/bin/srp:x", "/dev/null:rw"}},
-		{"supervisor running workers as another user", Supervisor, acmeUser, "stdio rpath wpath cpath inet unix dns proc exec id",
+		{"supervisor running workers as another user", Supervisor, acmeUser, "stdio rpath wpath cpath fattr inet unix dns proc exec id",
 			[]string{"/etc/srp/config.json:r", "/var/srp/certs:rwc", "/var/run/srp:rwc", "/usr/local/bin/srp:x", "/dev/null:rw"}},
-		{"supervisor without pidfile", Supervisor, Paths{Config: "c.json", Binary: "/srp"}, "stdio rpath wpath cpath inet unix dns proc exec",
+		{"supervisor without pidfile", Supervisor, Paths{Config: "c.json", Binary: "/srp"}, "stdio rpath wpath cpath fattr inet unix dns proc exec",
 			[]string{"c.json:r", "/srp:x", "/dev/null:rw"}},
 	}
 	for _, tt := range tests {
