@@ -1,0 +1,102 @@
+package supervisor
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestDupFileKeepsSocketNonBlocking checks the listener copies handed to
+// workers: a new close-on-exec descriptor for the same socket, which stays
+// non-blocking even after exec.Cmd has asked for its Fd (what
+// (*net.TCPListener).File would have broken), and which accepts.
+func TestDupFileKeepsSocketNonBlocking(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	f, err := dupFile(ln.(*net.TCPListener), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fd := f.Fd() // as os/exec does when starting a worker
+	fdFlags, err := unix.FcntlInt(fd, unix.F_GETFD, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fdFlags&unix.FD_CLOEXEC == 0 {
+		t.Error("copy is not close-on-exec: every child would inherit it")
+	}
+	flFlags, err := unix.FcntlInt(fd, unix.F_GETFL, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if flFlags&unix.O_NONBLOCK == 0 {
+		t.Error("the shared socket lost O_NONBLOCK")
+	}
+	l2, err := net.FileListener(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	a, err := l2.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+}
+
+func TestReadBufferedDoesNotWait(t *testing.T) {
+	ours, theirs, err := socketPair("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ours.Close()
+	defer theirs.Close()
+	if got := readBuffered(ours); len(got) != 0 {
+		t.Fatalf("read %q from an empty socket", got)
+	}
+	if err := writeMsg(theirs, msgError, []byte("boom")); err != nil {
+		t.Fatal(err)
+	}
+	// theirs stays open, as the copy tableflip keeps does: no EOF comes.
+	pid, text := parseHandover(readBuffered(ours))
+	if pid != 0 || text != "boom" {
+		t.Errorf("parseHandover: pid %d text %q", pid, text)
+	}
+}
+
+func TestPIDFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "srp.pid")
+	if err := writePIDFile(path); err != nil {
+		t.Fatal(err)
+	}
+	if pid, err := ReadPIDFile(path); err != nil || pid != os.Getpid() {
+		t.Fatalf("ReadPIDFile: %d %v", pid, err)
+	}
+	if removed, err := removePIDFile(path); !removed || err != nil {
+		t.Fatalf("our pidfile not removed: %v", err)
+	}
+	if err := os.WriteFile(path, []byte("1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if removed, _ := removePIDFile(path); removed {
+		t.Error("removed a pidfile naming another process")
+	}
+	if got := ControlPath("/run/srp.pid"); got != "/run/srp.sock" {
+		t.Errorf("ControlPath: %s", got)
+	}
+	if got := ControlPath("/run/srp"); got != "/run/srp.sock" {
+		t.Errorf("ControlPath: %s", got)
+	}
+}
