@@ -35,14 +35,8 @@ type ACME struct {
 	Email     string // account contact; "" registers without one
 }
 
-const (
-	// issueTimeout is how long a first handshake may wait for its
-	// certificate; autocert gives up on an issuance after the same time.
-	issueTimeout = 5 * time.Minute
-
-	// acmeHTTPTimeout bounds one request to the ACME server.
-	acmeHTTPTimeout = 30 * time.Second
-)
+// acmeHTTPTimeout bounds one request to the ACME server.
+const acmeHTTPTimeout = 30 * time.Second
 
 // errNotConfigured refuses a name before anything is sent to the CA.
 var errNotConfigured = errors.New("host not configured for HTTPS")
@@ -222,17 +216,15 @@ type certGetter struct {
 }
 
 // getCertificate lets a first handshake wait for its certificate. The
-// server limits the whole handshake to its read-header timeout, which an
-// issuance can outlast (seconds, up to minutes): the client would get a
-// closed connection although the certificate arrives. So once the client
-// has sent its hello, the deadline is lifted for as long as issuance may
-// take and set again for the rest of the handshake. A client that never
-// sends a hello is still cut at the read-header timeout. The server clears
-// both deadlines after the handshake.
+// server gives the whole handshake its read-header timeout, and an issuance
+// can outlast it (seconds with Let's Encrypt; autocert allows 5 minutes):
+// the server's hello would then miss the deadline and the client get a
+// closed connection although the certificate came. Nothing is read or
+// written while the certificate is awaited, so the deadline is set anew
+// once it is there, for the rest of the handshake. A client that sends no
+// hello is still cut at the read-header timeout, and the server clears the
+// deadline after the handshake.
 func (g *certGetter) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	if hello.Conn != nil {
-		_ = hello.Conn.SetDeadline(time.Now().Add(issueTimeout))
-	}
 	start := time.Now()
 	cert, err := g.get(hello)
 	if hello.Conn != nil {
