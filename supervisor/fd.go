@@ -39,7 +39,15 @@ func dupFile(c syscall.Conn, name string) (*os.File, error) {
 // socketPair returns a connected pair of stream sockets: ours as a
 // net.Conn, theirs as a file to hand to a child process.
 func socketPair(name string) (ours *net.UnixConn, theirs *os.File, err error) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	// Not every system has SOCK_CLOEXEC (macOS); holding ForkLock keeps a
+	// concurrent exec from inheriting the pair before it is close-on-exec.
+	syscall.ForkLock.RLock()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+	if err == nil {
+		unix.CloseOnExec(fds[0])
+		unix.CloseOnExec(fds[1])
+	}
+	syscall.ForkLock.RUnlock()
 	if err != nil {
 		return nil, nil, fmt.Errorf("socketpair %s: %w", name, err)
 	}
