@@ -37,17 +37,17 @@ func Lockdown(role Role, p Paths, log *slog.Logger) error {
 	log = logger(log)
 	abi, err := landlockABI()
 	if err != nil {
-		log.Info("landlock: not available", "role", role, "reason", err.Error())
+		log.Info("landlock: not available", "reason", err.Error())
 		return setNoNewPrivs()
 	}
 	rules := lockdownRules(p)
 	switch err := restrictProcess(rules, abi); {
 	case err == nil:
-		log.Info(fmt.Sprintf("landlock: ABI v%d applied", abi), "role", role, "since", "lockdown", "paths", describe(rules))
+		log.Info(fmt.Sprintf("landlock: ABI v%d applied", abi), "since", "lockdown", "paths", describe(rules))
 	case inDomain():
-		log.Info(fmt.Sprintf("landlock: ABI v%d applied", abi), "role", role, "since", "exec", "paths", describe(execRules(p)))
+		log.Info(fmt.Sprintf("landlock: ABI v%d applied", abi), "since", "exec", "paths", describe(execRules(p)))
 	default:
-		log.Warn("landlock: not available", "role", role, "reason", err.Error()+"; and this worker was not started restricted")
+		log.Warn("landlock: not available", "reason", err.Error()+"; and this worker was not started restricted")
 	}
 	return setNoNewPrivs()
 }

@@ -29,7 +29,7 @@ func Lockdown(role Role, p Paths, log *slog.Logger) error {
 	if err := unix.PledgePromises(promises); err != nil {
 		return fmt.Errorf("lockdown: pledge %q: %w", promises, err)
 	}
-	logger(log).Info("pledge applied", "role", role, "promises", promises, "unveil", describe(unveils))
+	logger(log).Info("pledge applied", "promises", promises, "unveil", describe(unveils))
 	return nil
 }
 

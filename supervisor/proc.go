@@ -41,6 +41,8 @@ type procEvent struct {
 type workerCommand struct {
 	path string   // executable; /proc/self/exe on Linux so a replaced binary on disk is not run by mistake
 	args []string // argv, argv[0] included
+
+	start func(*exec.Cmd) error // nil: cmd.Start
 }
 
 func newWorkerCommand(args []string) (workerCommand, error) {
@@ -68,7 +70,11 @@ func spawn(wc workerCommand, gen int, lns []*os.File, config []byte, keys [][32]
 		Stderr:     os.Stderr,
 		ExtraFiles: append([]*os.File{theirs}, lns...),
 	}
-	err = cmd.Start()
+	if wc.start != nil {
+		err = wc.start(cmd)
+	} else {
+		err = cmd.Start()
+	}
 	theirs.Close()
 	if err != nil {
 		ours.Close()

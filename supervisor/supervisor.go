@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"os/signal"
 	"syscall"
 	"time"
@@ -39,6 +40,12 @@ type Options struct {
 	MaxCrashes   int           // worker deaths within CrashWindow that make srp give up; default 5
 	CrashWindow  time.Duration // default 1m
 	Logger       *slog.Logger  // default slog.Default()
+
+	// Lockdown restricts the supervisor once its sockets are open, before
+	// the first worker starts; nil restricts nothing.
+	Lockdown func() error
+	// StartWorker starts a worker process; nil means cmd.Start.
+	StartWorker func(cmd *exec.Cmd) error
 }
 
 // killMargin is how long after its own drain deadline a worker gets to exit
@@ -163,6 +170,7 @@ func (s *supervisor) setup() error {
 	if s.wc, err = newWorkerCommand(s.o.WorkerArgs); err != nil {
 		return err
 	}
+	s.wc.start = s.o.StartWorker
 	data, err := s.readConfig()
 	if err != nil {
 		return err
@@ -184,6 +192,11 @@ func (s *supervisor) setup() error {
 			return listenControl(addr)
 		})
 		if err != nil {
+			return err
+		}
+	}
+	if s.o.Lockdown != nil {
+		if err := s.o.Lockdown(); err != nil {
 			return err
 		}
 	}

@@ -8,10 +8,13 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
+	"srp/platform"
 	"srp/registry"
 	"srp/supervisor"
 	"srp/worker"
@@ -30,6 +33,7 @@ type runFlags struct {
 	email         string
 	pidfile       string
 	timeout       time.Duration
+	user          string
 }
 
 func newRunFlags(stderr io.Writer) (*flag.FlagSet, *runFlags) {
@@ -51,6 +55,7 @@ func newRunFlags(stderr io.Writer) (*flag.FlagSet, *runFlags) {
 	fs.StringVar(&f.email, "email", "", "ACME account contact `address` (optional)")
 	fs.StringVar(&f.pidfile, "pidfile", "", "`file` to write the serving supervisor's PID to once ready")
 	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "backend response-header timeout and drain limit")
+	fs.StringVar(&f.user, "user", "", "run workers as `user[:group]` (srp must start as root; never root itself; default: srp's own user)")
 	return fs, f
 }
 
@@ -74,6 +79,18 @@ func (f *runFlags) workerOptions(snap *registry.Snapshot, lns []net.Listener, lo
 	return o
 }
 
+// lockdownPaths says what srp touches once it serves; workers run as user.
+func (f *runFlags) lockdownPaths(user *platform.Credential) platform.Paths {
+	p := platform.Paths{Config: f.config, CertCache: f.certs, ACMECA: f.acmeCA, ACME: f.url != "", User: user}
+	if f.pidfile != "" {
+		p.PIDFileDir = filepath.Dir(f.pidfile)
+	}
+	if exe, err := os.Executable(); err == nil {
+		p.Binary = exe
+	}
+	return p
+}
+
 func newLogger(w io.Writer, role string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, nil)).With("role", role, "pid", os.Getpid())
 }
@@ -86,7 +103,13 @@ func cmdRun(args []string, stderr io.Writer) int {
 		return code
 	}
 	log := newLogger(stderr, "supervisor")
-	err := supervisor.Run(supervisor.Options{
+	user, err := platform.WorkerCredential(f.user)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	paths := f.lockdownPaths(user)
+	err = supervisor.Run(supervisor.Options{
 		Addrs:      f.listenAddrs(),
 		WorkerArgs: args,
 		ConfigPath: f.config,
@@ -98,6 +121,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 		ReadyTimeout: max(f.timeout, 5*time.Second),
 		DrainTimeout: f.timeout,
 		Logger:       log,
+		Lockdown:     func() error { return platform.Lockdown(platform.Supervisor, paths, log) },
+		StartWorker:  func(cmd *exec.Cmd) error { return platform.StartWorker(cmd, paths, log) },
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -136,6 +161,12 @@ func cmdWorker(args []string, stderr io.Writer) int {
 	}()
 	sigCtx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// Everything the worker reads from here on is in the platform table.
+	if err := platform.Lockdown(platform.Worker, f.lockdownPaths(nil), log); err != nil {
+		w.Fail(err)
+		log.Error("worker lockdown", "err", err)
+		return 1
+	}
 	o := f.workerOptions(snap, w.Listeners, log)
 	o.TicketKeys = w.TicketKeys
 	ready := func() {
