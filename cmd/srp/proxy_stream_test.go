@@ -41,7 +41,7 @@ func TestServerSentEventsFlushedOneByOne(t *testing.T) {
 	port, _ := serveSRP(t, `{"Services": {"app.test": {"Backends": ["`+b.addr()+`"]}}}`)
 	req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/events", port), nil)
 	req.Host = "app.test"
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := newClient(t).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestChunkedBothWays(t *testing.T) {
 	}()
 	req, _ := http.NewRequest("POST", fmt.Sprintf("http://127.0.0.1:%d/", port), pr)
 	req.Host = "app.test"
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := newClient(t).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,9 +199,9 @@ func TestLargeBodiesStreamWithoutBuffering(t *testing.T) {
 		io.Copy(w, randomStream(2, size))
 	})
 	port, p := serveSRP(t, `{"Services": {"app.test": {"Backends": ["`+b.addr()+`"]}}}`)
-	c := newClient()
+	c := newClient(t)
 	c.Timeout = 2 * time.Minute
-	send(t, c, port, "GET", "app.test", "/warm-up", strings.NewReader("x")) // warm-up, with the size of a small request
+	send(t, c, port, "POST", "app.test", "/warm-up", strings.NewReader("x"))
 	before := memKiB(t, p.cmd.Process.Pid, "VmRSS")
 
 	want := sha256.New()

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -21,8 +22,32 @@ func serveSRP(t *testing.T, config string, args ...string) (int, *proc) {
 	t.Helper()
 	port := freePort(t)
 	p := startSRP(t, append([]string{"-c", writeConfig(t, config), "-p", fmt.Sprint(port)}, args...)...)
-	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/", port), 15*time.Second)
-	return port, p
+	stopOnCleanup(t, p)
+	c := newClient(t)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+		if err == nil {
+			resp.Body.Close()
+			return port, p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("srp did not answer within 15s: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stopOnCleanup stops p with SIGTERM when the test ends, before startSRP's
+// kill: a graceful stop ends the worker too, and is quick once the test's
+// clients have closed their idle connections.
+func stopOnCleanup(t *testing.T, p *proc) {
+	t.Cleanup(func() {
+		p.signal(syscall.SIGTERM)
+		if code := p.wait(30 * time.Second); code != 0 {
+			t.Errorf("srp exited %d after SIGTERM", code)
+		}
+	})
 }
 
 // proxied counts the requests a backend got that were not health checks.
@@ -73,10 +98,14 @@ func send(t *testing.T, c *http.Client, port int, method, host, path string, bod
 	return resp.StatusCode, string(b), resp.Header
 }
 
-func newClient() *http.Client {
-	return &http.Client{Timeout: 15 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
+// newClient returns a keep-alive client that follows no redirects and
+// closes its idle connections when the test ends.
+func newClient(t *testing.T) *http.Client {
+	c := &http.Client{Timeout: 15 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
 		return http.ErrUseLastResponse
 	}}
+	t.Cleanup(c.CloseIdleConnections)
+	return c
 }
 
 // wantBareError checks an error answer is exactly the status text: no
@@ -103,7 +132,7 @@ func TestEvenSpreadOverHealthyBackends(t *testing.T) {
 				addrs = append(addrs, fmt.Sprintf("%q", b.addr()))
 			}
 			port, _ := serveSRP(t, `{"Services": {"app.test": {"HealthPath": "/health", "Backends": [`+strings.Join(addrs, ",")+`]}}}`)
-			c := newClient()
+			c := newClient(t)
 			for range 300 {
 				if status, _, _ := send(t, c, port, "GET", "app.test", "/", nil); status != 200 {
 					t.Fatalf("status %d", status)
@@ -132,7 +161,7 @@ func TestEvenSpreadOverHealthyBackends(t *testing.T) {
 func TestHostMatchingAndHostPreserved(t *testing.T) {
 	b := newBackend(t, "app", nil)
 	port, _ := serveSRP(t, `{"Services": {"app.test": {"Backends": ["`+b.addr()+`"]}}}`)
-	c := newClient()
+	c := newClient(t)
 	hosts := []string{"app.test", "APP.Test", "app.test:8080", "app.test.", "App.Test.:3000"}
 	for _, h := range hosts {
 		if status, body, _ := send(t, c, port, "GET", h, "/", nil); status != 200 || body != "app" {
@@ -156,7 +185,7 @@ func TestDialFailureRetriedElsewhere(t *testing.T) {
 	})
 	port, _ := serveSRP(t, fmt.Sprintf(`{"Services": {"app.test": {"Backends": [%q, %q, %q]}}}`,
 		deadAddr(t), live.addr(), deadAddr(t)))
-	c := newClient()
+	c := newClient(t)
 	for i := range 12 {
 		status, body, _ := send(t, c, port, "GET", "app.test", "/", nil)
 		if status != 200 || !strings.HasPrefix(body, "0 ") {
@@ -215,7 +244,7 @@ func TestFailureAfterDeliveryRetriedOnlyWhenSafe(t *testing.T) {
 	resetAddr, resets := resetBackend(t)
 	live := newBackend(t, "live", nil)
 	port, _ := serveSRP(t, fmt.Sprintf(`{"Services": {"app.test": {"Backends": [%q, %q]}}}`, resetAddr, live.addr()))
-	c := newClient()
+	c := newClient(t)
 
 	// GET, HEAD and OPTIONS without a body may be sent again.
 	for _, m := range []string{"GET", "GET", "HEAD", "HEAD", "OPTIONS", "OPTIONS"} {
@@ -271,7 +300,7 @@ func TestNoBackendAnswers502Fast(t *testing.T) {
 		"down.test": {"HealthPath": "/health", "Backends": [%q]},
 		"dead.test": {"Backends": [%q, %q, %q, %q]}}}`,
 		down.addr(), deadAddr(t), deadAddr(t), deadAddr(t), deadAddr(t)))
-	c := newClient()
+	c := newClient(t)
 	for _, host := range []string{"down.test", "dead.test"} {
 		start := time.Now()
 		status, body, _ := send(t, c, port, "GET", host, "/", nil)
@@ -298,7 +327,7 @@ func TestSlowBackendAnswers504(t *testing.T) {
 	port, _ := serveSRP(t, fmt.Sprintf(`{"Services": {"app.test": {"Backends": [%q, %q]}}}`, a.addr(), b.addr()),
 		"-timeout", "300ms")
 	start := time.Now()
-	status, body, _ := send(t, newClient(), port, "GET", "app.test", "/", nil)
+	status, body, _ := send(t, newClient(t), port, "GET", "app.test", "/", nil)
 	wantBareError(t, "slow backend", status, body, 504)
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("504 after %v with -timeout 300ms", d)
@@ -465,7 +494,7 @@ func TestRedirects(t *testing.T) {
 		"perm.test": {"Redirect": {"URL": "https://new.test", "Permanent": true}},
 		"temp.test": {"Redirect": {"URL": "https://new.test/base/"}},
 		"gone.test": {"Redirect": {"URL": "https://new.test/landing", "DiscardPath": true, "Permanent": true}}}}`)
-	c := newClient()
+	c := newClient(t)
 	for _, tc := range []struct {
 		method, host, path string
 		status             int
@@ -493,10 +522,10 @@ func TestInternalAPI(t *testing.T) {
 		"app.test": {"HealthPath": "/health", "Backends": [%q, %q]},
 		"own.test": {"Backends": [%q]},
 		"old.test": {"Redirect": {"URL": "https://app.test"}}}`, up.addr(), down.addr(), own.addr())
-	c := newClient()
 
 	t.Run("inside", func(t *testing.T) {
 		port, _ := serveSRP(t, `{`+services+`, "API": {"Subnet": "127.0.0.0/8"}}`)
+		c := newClient(t)
 		status, body, h := send(t, c, port, "GET", fmt.Sprintf("127.0.0.1:%d", port), "/services", nil)
 		if status != 200 || h.Get("Content-Type") != "application/json" {
 			t.Fatalf("GET /services: %d %q", status, body)
@@ -522,6 +551,7 @@ func TestInternalAPI(t *testing.T) {
 
 	t.Run("outside", func(t *testing.T) {
 		port, _ := serveSRP(t, `{`+services+`, "API": {"Subnet": "10.0.0.0/24"}}`)
+		c := newClient(t)
 		req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/services", port), nil)
 		req.Header.Set("X-Forwarded-For", "10.0.0.5")
 		req.Header.Set("X-Real-IP", "10.0.0.5")
@@ -542,9 +572,10 @@ func TestDownAtStartGetsNothing(t *testing.T) {
 	down := newBackend(t, "down", healthAnswers(503, "down"))
 	up := newBackend(t, "up", healthAnswers(200, "up"))
 	port := freePort(t)
-	startSRP(t, "-c", writeConfig(t, fmt.Sprintf(`{"Services": {"app.test": {"HealthPath": "/health", "Backends": [%q, %q]}}}`,
+	p := startSRP(t, "-c", writeConfig(t, fmt.Sprintf(`{"Services": {"app.test": {"HealthPath": "/health", "Backends": [%q, %q]}}}`,
 		down.addr(), up.addr())), "-p", fmt.Sprint(port))
-	c := newClient()
+	stopOnCleanup(t, p)
+	c := newClient(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	// Fire from the moment the port exists: no waiting for srp to look ready.
