@@ -93,9 +93,9 @@ func Run(ctx context.Context, o Options, ready func()) error {
 	go checker.Run(hctx)
 
 	s := newServers(rt, o)
-	s.serve(o.HTTP, plain, nil)
+	s.serve(guard(o.HTTP, true, o.Timeout, o.Logger), plain, nil)
 	if o.HTTPS != nil {
-		s.serve(o.HTTPS, rt, tlsConf)
+		s.serve(guard(o.HTTPS, false, o.Timeout, o.Logger), rt, tlsConf)
 	}
 	if ready != nil {
 		ready()
@@ -177,7 +177,7 @@ func (s *servers) serve(ln net.Listener, h http.Handler, tlsConf *tls.Config) {
 		TLSConfig:         tlsConf,
 		ReadHeaderTimeout: readHeaderTimeout, // a slow-header client cannot hold a connection
 		IdleTimeout:       s.idleTimeout,
-		MaxHeaderBytes:    64 << 10,
+		MaxHeaderBytes:    maxHeaderBytes,
 		BaseContext:       func(net.Listener) context.Context { return s.base },
 		ConnState:         s.connState,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),

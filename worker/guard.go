@@ -1,0 +1,251 @@
+package worker
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"srp/registry"
+)
+
+// maxHeaderBytes bounds a request head, as the server's MaxHeaderBytes.
+const maxHeaderBytes = 64 << 10
+
+// headLimit is the largest request head the guard holds back and checks.
+// net/http answers 431 before reading this much (its own limit is
+// maxHeaderBytes plus its 4 KiB buffer, plus at most one buffer of bytes
+// left over from the previous request), so a head the guard passes on
+// unchecked because of its size is never served.
+const headLimit = maxHeaderBytes + 3*4096
+
+// trailerLimit bounds the trailer of a chunked body; net/http accepts no
+// more than its 4 KiB read buffer.
+const trailerLimit = 8 << 10
+
+// rejected replaces a request head the guard refuses. net/http cannot parse
+// it, so it answers "400 Bad Request" with Connection: close itself, after
+// the responses to the requests before it, and closes the connection.
+const rejected = "BAD\r\n\r\n"
+
+// badTail follows the bytes of a body with a framing error: a NUL where a
+// chunk size, the CRLF after chunk data or a trailer field line must be, and
+// the end of the trailer net/http waits for.
+const badTail = "\x00\r\n\r\n"
+
+// guardListener hands out guarded connections; see guardConn.
+type guardListener struct {
+	net.Listener
+	checkHeads bool          // false for TLS, where the guard sees ciphertext
+	stall      time.Duration // longest a client may leave one write blocked; 0 means no limit
+	log        *slog.Logger
+}
+
+// guard wraps ln. With checkHeads, every request head is checked before the
+// HTTP server reads it; in every case a client that stops reading cannot
+// block a response (and the backend connection behind it) longer than stall.
+func guard(ln net.Listener, checkHeads bool, stall time.Duration, log *slog.Logger) net.Listener {
+	return &guardListener{Listener: ln, checkHeads: checkHeads, stall: stall, log: log}
+}
+
+func (l *guardListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	g := &guardConn{Conn: c, stall: l.stall, log: l.log}
+	g.raw.Store(!l.checkHeads)
+	return g, nil
+}
+
+// guardConn sits between a client connection and net/http. It follows the
+// HTTP/1.1 framing of the byte stream (heads, Content-Length and chunked
+// bodies) and holds each request head back until it is complete and
+// checked, so a request net/http would frame differently from a front
+// proxy (Content-Length with Transfer-Encoding, bare LF, obsolete line
+// folding, duplicate lengths) never reaches the server: it sees a
+// malformed request instead, answers 400 and closes.
+//
+// Reads come from one goroutine at a time (net/http's connection reader,
+// then after a hijack the tunnel), so the read state needs no lock.
+type guardConn struct {
+	net.Conn
+	stall time.Duration
+	log   *slog.Logger
+	raw   atomic.Bool // pass bytes untouched: TLS, or hijacked for a tunnel
+
+	buf       []byte // buf[off:ready] may go to the server; buf[ready:] is not checked yet
+	off       int
+	ready     int
+	err       error // from the client connection, returned once buf is drained
+	done      bool  // the server gets EOF once buf[off:ready] is drained
+	upgrading bool  // after a protocol switch request: hold bytes unchecked until hijack or the handler ends
+	frame     framer
+}
+
+// errEarlyData ends a connection whose client sends more than a request
+// head's worth of bytes before its protocol switch is answered.
+var errEarlyData = errors.New("too much data before the protocol switch")
+
+// Read gives the server checked bytes only.
+func (c *guardConn) Read(p []byte) (int, error) {
+	for {
+		if c.off < c.ready {
+			n := copy(p, c.buf[c.off:c.ready])
+			c.off += n
+			return n, nil
+		}
+		if c.raw.Load() {
+			if c.off < len(c.buf) { // held back before a hijack: the tunnel's first bytes
+				c.ready = len(c.buf)
+				continue
+			}
+			return c.Conn.Read(p)
+		}
+		if c.done {
+			// Refused: nothing more is passed on, but the server's reads
+			// still wait for the client as before. EOF here would tell a
+			// handler still answering an earlier request that its client left.
+			for {
+				if _, err := c.Conn.Read(p); err != nil {
+					return 0, err
+				}
+			}
+		}
+		if !c.upgrading && c.off < len(c.buf) && c.check() {
+			continue
+		}
+		if c.err != nil {
+			return 0, c.err
+		}
+		if c.upgrading && len(c.buf)-c.off > headLimit {
+			c.err = errEarlyData
+			continue
+		}
+		if err := c.fill(); err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				// A deadline: the server's header timeout, or the end of
+				// its background read when a handler returns or hijacks.
+				// Held bytes stay; after an upgrade request that was not
+				// hijacked they are the next request, to be checked.
+				c.upgrading, c.frame.upgrade = false, false
+				return 0, err
+			}
+			c.err = err
+		}
+	}
+}
+
+// fill reads more of the client's bytes into buf.
+func (c *guardConn) fill() error {
+	if c.off == len(c.buf) {
+		c.buf, c.off, c.ready = c.buf[:0], 0, 0
+	}
+	if cap(c.buf) == len(c.buf) {
+		if c.off > 0 {
+			n := copy(c.buf, c.buf[c.off:])
+			c.buf, c.ready, c.off = c.buf[:n], c.ready-c.off, 0
+		} else {
+			c.buf = append(make([]byte, 0, max(4096, 2*cap(c.buf))), c.buf...)
+		}
+	}
+	n, err := c.Conn.Read(c.buf[len(c.buf):cap(c.buf)])
+	c.buf = c.buf[:len(c.buf)+n]
+	if n > 0 {
+		return nil // an error comes again on the next read
+	}
+	return err
+}
+
+// check moves ready over the bytes it can vouch for and reports whether it
+// made progress.
+func (c *guardConn) check() bool {
+	start := c.ready
+	for c.ready < len(c.buf) && !c.done {
+		if c.frame.inBody() {
+			n, reason := c.frame.body(c.buf[c.ready:])
+			c.ready += n
+			if reason != "" {
+				// The bytes up to the error, then a tail no chunked reader
+				// accepts after any of them: the server fails the body
+				// itself, answers 400 and closes.
+				c.buf = append(c.buf[:c.ready], badTail...)
+				c.ready = len(c.buf)
+				c.reject(reason, false)
+			}
+			continue
+		}
+		if c.frame.upgrade {
+			// What follows may be the tunnel's first bytes, not a request.
+			c.frame.upgrade, c.upgrading = false, true
+			break
+		}
+		end, complete := headEnd(c.buf[c.ready:], c.frame.scanned)
+		if !complete {
+			c.frame.scanned = end
+			if len(c.buf)-c.ready > headLimit {
+				// net/http answers 431 before it reaches the end.
+				c.ready = len(c.buf)
+				c.raw.Store(true)
+			}
+			break
+		}
+		info, reason := checkHead(c.buf[c.ready : c.ready+end])
+		if reason != "" {
+			c.buf = append(c.buf[:c.ready], rejected...)
+			c.ready = len(c.buf)
+			c.reject(reason, true)
+			break
+		}
+		c.ready += end
+		c.frame.start(info)
+	}
+	return c.ready > start || c.done || c.upgrading
+}
+
+func (c *guardConn) reject(reason string, head bool) {
+	c.done = true
+	where := "body"
+	if head {
+		where = "head"
+	}
+	c.log.Info("request rejected", "reason", reason, "in", where, "client", c.RemoteAddr().String())
+}
+
+// Write gives each write to the client at most stall to complete.
+func (c *guardConn) Write(p []byte) (int, error) {
+	if c.stall > 0 {
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(c.stall))
+	}
+	return c.Conn.Write(p)
+}
+
+// CloseWrite lets net/http close its side gracefully, as on a plain TCP conn.
+func (c *guardConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// hijacked stops the checks: the bytes that follow belong to a tunnel.
+func (c *guardConn) hijacked() { c.raw.Store(true) }
+
+// checkRequest returns the status for a request that must not be routed,
+// or 0. CONNECT and a missing Host are handled by the router.
+func checkRequest(r *http.Request) int {
+	if r.URL.User != nil {
+		return http.StatusBadRequest // absolute-form target with userinfo
+	}
+	if r.TLS != nil && r.TLS.ServerName != "" &&
+		registry.NormalizeHost(r.TLS.ServerName) != registry.NormalizeHost(r.Host) {
+		// The connection was opened for another name: a client reusing it
+		// must open a new one rather than reach this host's backends on
+		// the strength of another host's certificate.
+		return http.StatusMisdirectedRequest
+	}
+	return 0
+}

@@ -1,0 +1,346 @@
+package worker
+
+import (
+	"bytes"
+	"math"
+)
+
+// bodyKind is how a checked request head frames its body.
+type bodyKind uint8
+
+const (
+	bodyNone bodyKind = iota
+	bodyLength
+	bodyChunked
+)
+
+// headEnd finds the end of the request head at the start of b: just past
+// its first empty line, as net/http reads it (an empty first line ends a
+// head too, which the server then refuses). from is where the scan resumes:
+// the start of the line the previous scan stopped in. It returns the end
+// and true, or where to resume and false.
+func headEnd(b []byte, from int) (int, bool) {
+	for {
+		i := bytes.IndexByte(b[from:], '\n')
+		if i < 0 {
+			return from, false
+		}
+		line := b[from : from+i]
+		if len(line) == 0 || len(line) == 1 && line[0] == '\r' {
+			return from + i + 1, true
+		}
+		from += i + 1
+	}
+}
+
+// headInfo is what the guard needs from a request head it accepts.
+type headInfo struct {
+	kind    bodyKind
+	length  uint64 // with bodyLength
+	upgrade bool   // asks to switch protocols: what follows may be a tunnel
+}
+
+// checkHead checks one complete request head and returns how its body is
+// framed, or why it is refused. It is stricter than net/http wherever a
+// front proxy or a backend could read the same bytes differently.
+func checkHead(h []byte) (info headInfo, reason string) {
+	for i, c := range h {
+		switch {
+		case c == 0:
+			return info, "NUL in request head"
+		case c == '\r' && (i+1 == len(h) || h[i+1] != '\n'):
+			return info, "bare CR in request head"
+		case c == '\n' && (i == 0 || h[i-1] != '\r'):
+			return info, "bare LF in request head"
+		}
+	}
+	line, rest := cutLine(h)
+	if len(line) == 0 {
+		return info, "empty request line"
+	}
+	version := line[bytes.LastIndexByte(line, ' ')+1:]
+	lengths, codings := 0, 0
+	for {
+		line, rest = cutLine(rest)
+		if len(line) == 0 {
+			break
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			return info, "obsolete line folding"
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 {
+			return info, "malformed header line"
+		}
+		name, value := line[:colon], trimOWS(line[colon+1:])
+		if bytes.ContainsAny(name, " \t") {
+			return info, "whitespace before colon"
+		}
+		switch {
+		case bytes.EqualFold(name, []byte("Content-Length")):
+			lengths++
+			n, ok := parseLength(value)
+			switch {
+			case lengths > 1:
+				return info, "duplicate Content-Length"
+			case !ok:
+				return info, "invalid Content-Length"
+			}
+			info.length = n
+		case bytes.EqualFold(name, []byte("Upgrade")):
+			info.upgrade = true
+		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+			codings++
+			switch {
+			case codings > 1:
+				return info, "duplicate Transfer-Encoding"
+			case !bytes.EqualFold(value, []byte("chunked")):
+				return info, "unsupported Transfer-Encoding"
+			}
+		}
+	}
+	switch {
+	case codings > 0 && lengths > 0:
+		return info, "both Content-Length and Transfer-Encoding"
+	case codings > 0 && string(version) != "HTTP/1.1":
+		// HTTP/1.0 has no chunked coding; net/http would ignore it and
+		// read the chunks as the next request.
+		return info, "Transfer-Encoding before HTTP/1.1"
+	case codings > 0:
+		info.kind = bodyChunked
+	case lengths > 0:
+		info.kind = bodyLength
+	}
+	return info, ""
+}
+
+// cutLine splits b after its first CRLF; checkHead has made sure every line
+// ends in one.
+func cutLine(b []byte) (line, rest []byte) {
+	i := bytes.IndexByte(b, '\n')
+	if i < 0 {
+		return nil, nil
+	}
+	return b[:i-1], b[i+1:]
+}
+
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// parseLength accepts what net/http accepts: decimal digits only, below 2^63.
+func parseLength(b []byte) (uint64, bool) {
+	if len(b) == 0 {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := uint64(c - '0')
+		if n > (math.MaxInt64-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
+	}
+	return n, true
+}
+
+// framer follows one request body through the byte stream, so the guard
+// knows where the next request head starts.
+type framer struct {
+	state   uint8
+	upgrade bool   // the request being framed asked to switch protocols
+	scanned int    // in a head: bytes already scanned for its end
+	n       uint64 // body or chunk bytes left; in a size line, the size so far
+	digits  int    // hex digits in the size line
+	line    int    // bytes in the current size or trailer line
+	trailer int    // trailer bytes so far
+}
+
+const (
+	inHead        uint8 = iota
+	inLength            // n bytes of body left
+	inSize              // chunk-size digits
+	inSizeExt           // after ';' in a size line
+	inSizeOWS           // whitespace after the digits
+	inSizeLF            // CR of a size line seen
+	inData              // n bytes of chunk data left
+	inDataCR            // CRLF after chunk data
+	inDataLF            //
+	inTrailer           // start of a trailer line, or of the final CRLF
+	inTrailerLine       // inside a trailer field line
+	inTrailerLF         // CR of a trailer line seen
+	inEndLF             // CR of the final empty line seen
+)
+
+// Chunk-size lines net/http accepts stay below its 4 KiB read buffer.
+const maxChunkLine = 4096
+
+func (f *framer) inBody() bool { return f.state != inHead }
+
+// start sets up the body that follows a head.
+func (f *framer) start(h headInfo) {
+	// A handshake has no body; net/http reads ahead for the end of the
+	// handler, which the guard needs to tell a tunnel from a next request.
+	*f = framer{upgrade: h.upgrade && (h.kind == bodyNone || h.kind == bodyLength && h.length == 0)}
+	switch {
+	case h.kind == bodyLength && h.length > 0:
+		f.state, f.n = inLength, h.length
+	case h.kind == bodyChunked:
+		f.state = inSize
+	}
+}
+
+// body consumes body bytes from b and returns how many, stopping where the
+// body ends. A framing error is returned with the bytes up to and including
+// the offending one, so the server meets the same error.
+func (f *framer) body(b []byte) (int, string) {
+	i := 0
+	for i < len(b) && f.state != inHead {
+		if f.state == inLength || f.state == inData {
+			k := min(uint64(len(b)-i), f.n)
+			i += int(k)
+			f.n -= k
+			if f.n == 0 {
+				if f.state == inLength {
+					f.state = inHead
+				} else {
+					f.state = inDataCR
+				}
+			}
+			continue
+		}
+		c := b[i]
+		i++
+		if f.state >= inTrailer {
+			if f.trailer++; f.trailer > trailerLimit {
+				return i, "trailer too long"
+			}
+		}
+		if reason := f.step(c); reason != "" {
+			return i, reason
+		}
+	}
+	return i, ""
+}
+
+// step advances the chunked framing by one byte outside chunk data. The
+// size line follows net/http: hex digits (at most 16), then optional
+// whitespace or a ';' extension, then CRLF with no other CR.
+func (f *framer) step(c byte) string {
+	switch f.state {
+	case inSize, inSizeExt, inSizeOWS:
+		if f.line++; f.line > maxChunkLine {
+			return "chunk size line too long"
+		}
+	}
+	switch f.state {
+	case inSize:
+		if v, ok := unhex(c); ok {
+			if f.digits == 16 {
+				return "chunk size too large"
+			}
+			f.n, f.digits = f.n<<4|uint64(v), f.digits+1
+			return ""
+		}
+		switch {
+		case f.digits == 0:
+			return "invalid chunk size"
+		case c == ';':
+			f.state = inSizeExt
+		case c == ' ' || c == '\t':
+			f.state = inSizeOWS
+		case c == '\r':
+			f.state = inSizeLF
+		default:
+			return "invalid chunk size"
+		}
+	case inSizeExt:
+		switch c {
+		case '\r':
+			f.state = inSizeLF
+		case '\n':
+			return "bare LF in chunk size line"
+		}
+	case inSizeOWS:
+		switch c {
+		case ' ', '\t':
+		case '\r':
+			f.state = inSizeLF
+		default:
+			return "invalid chunk size"
+		}
+	case inSizeLF:
+		if c != '\n' {
+			return "bare CR in chunk size line"
+		}
+		f.line, f.digits = 0, 0
+		if f.n == 0 {
+			f.state = inTrailer
+		} else {
+			f.state = inData
+		}
+	case inDataCR:
+		if c != '\r' {
+			return "chunk data longer than its size"
+		}
+		f.state = inDataLF
+	case inDataLF:
+		if c != '\n' {
+			return "chunk data longer than its size"
+		}
+		f.state, f.n = inSize, 0
+	case inTrailer:
+		switch c {
+		case '\r':
+			f.state = inEndLF
+		case ' ', '\t':
+			return "obsolete line folding in trailer"
+		case '\n':
+			return "bare LF in trailer"
+		case 0:
+			return "NUL in trailer"
+		default:
+			f.state = inTrailerLine
+		}
+	case inTrailerLine:
+		switch c {
+		case '\r':
+			f.state = inTrailerLF
+		case '\n':
+			return "bare LF in trailer"
+		case 0:
+			return "NUL in trailer"
+		}
+	case inTrailerLF, inEndLF:
+		if c != '\n' {
+			return "bare CR in trailer"
+		}
+		if f.state == inEndLF {
+			f.state = inHead
+		} else {
+			f.state = inTrailer
+		}
+	}
+	return ""
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
