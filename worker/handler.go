@@ -38,6 +38,10 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "missing Host header", http.StatusBadRequest)
 		return
 	}
+	if code := checkRequest(r); code != 0 {
+		http.Error(w, http.StatusText(code), code)
+		return
+	}
 	svc := rt.snap.Lookup(r.Host)
 	if svc == nil {
 		if rt.api.Match(r) {
@@ -58,7 +62,7 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// Set on the inbound request so the error log names the ID the backend saw.
 	r.Header["X-Request-Id"] = []string{requestID(r)}
-	rt.routes[svc].proxy.ServeHTTP(w, r)
+	rt.routes[svc].proxy.ServeHTTP(forUpgrade(w, r), r)
 }
 
 // healthy lists the backends of svc currently in rotation, for the API.
