@@ -1,7 +1,10 @@
 package main
 
 import (
+	"fmt"
+	"net/http"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -156,5 +159,39 @@ func TestReloadInvalidConfig(t *testing.T) {
 	setConfig(t, s.config, f.config(1))
 	if code, out := srpCLI(t, "reload", "-pidfile", s.pidfile); code != 0 {
 		t.Fatalf("srp reload after fixing the config: exit %d: %s", code, out)
+	}
+}
+
+// TestReloadsCoalesce sends reload requests while a reload runs: they are
+// served by one follow-up reload, and every "srp reload" waiting for it
+// gets its result.
+func TestReloadsCoalesce(t *testing.T) {
+	// Each worker's first health round takes 1 s, so a reload does too.
+	slowHealth := newBackend(t, "slow-health", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/health" {
+			time.Sleep(time.Second)
+		}
+		fmt.Fprint(w, "ok")
+	})
+	s := startLife(t, srpBin, appConfig(slowHealth.addr()))
+	s.signal(syscall.SIGHUP)
+	s.waitLogCount(`msg="reload started"`, 1, 10*time.Second)
+	for range 5 {
+		s.signal(syscall.SIGHUP)
+	}
+	var wg sync.WaitGroup
+	codes := make([]int, 3)
+	for i := range codes {
+		wg.Go(func() { codes[i], _ = srpCLI(t, "reload", "-pidfile", s.pidfile) })
+	}
+	wg.Wait()
+	for i, c := range codes {
+		if c != 0 {
+			t.Errorf("srp reload %d waiting behind a reload: exit %d", i, c)
+		}
+	}
+	s.waitLogCount(`msg="reload done"`, 2, 10*time.Second)
+	if got := s.logCount(`msg="reload started"`); got != 2 {
+		t.Errorf("%d reloads ran for 6 signals and 3 srp reload during one reload, want 2", got)
 	}
 }
