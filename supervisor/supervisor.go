@@ -144,6 +144,11 @@ func Run(o Options) error {
 			s.log.Info("pidfile removed", "path", s.o.PIDFile)
 		}
 	}
+	if s.exitErr != nil {
+		s.log.Error("supervisor stopped", "err", s.exitErr)
+	} else {
+		s.log.Info("supervisor stopped", "handed_over_to", s.successor)
+	}
 	return s.exitErr
 }
 

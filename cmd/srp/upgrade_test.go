@@ -1,11 +1,13 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -126,5 +128,31 @@ func TestUpgradeUnderLoad(t *testing.T) {
 	u.upgrade(4)
 	u.upgrade(5)
 	time.Sleep(300 * time.Millisecond)
+	f.checkLoad(t, l)
+}
+
+// TestSIGUSR2Upgrades upgrades by signal alone, with no "srp upgrade" to
+// wait for: the pidfile moves to the new supervisor and the old one exits 0.
+func TestSIGUSR2Upgrades(t *testing.T) {
+	f := newReloadFleet(t)
+	bin := filepath.Join(t.TempDir(), "srp")
+	installBinary(t, srpBin, bin)
+	s := startLife(t, bin, f.config(0), "-timeout", "3s")
+	l := startLoad(t, loadOptions{port: s.port, host: "app.test", keepAlive: 2, fresh: 1, pause: 2 * time.Millisecond})
+	time.Sleep(200 * time.Millisecond)
+	s.signal(syscall.SIGUSR2)
+	s.waitLog(`msg="upgrade done, handing over"`, 20*time.Second)
+	// The old supervisor's output pipe stays open in its successor, so it is
+	// watched by PID and by its last log line rather than by exec's Wait.
+	old := s.cmd.Process.Pid
+	waitGone(t, old, 5*time.Second)
+	pid, err := readPID(s.pidfile)
+	if err != nil || pid == old || !alive(pid) {
+		t.Fatalf("pidfile after SIGUSR2: %d, %v", pid, err)
+	}
+	if want := fmt.Sprintf(`level=INFO msg="supervisor stopped" role=supervisor pid=%d handed_over_to=%d`, old, pid); !strings.Contains(s.out.String(), want) {
+		t.Errorf("no %q in the log", want)
+	}
+	time.Sleep(200 * time.Millisecond)
 	f.checkLoad(t, l)
 }
