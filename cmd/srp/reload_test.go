@@ -166,10 +166,11 @@ func TestReloadInvalidConfig(t *testing.T) {
 // served by one follow-up reload, and every "srp reload" waiting for it
 // gets its result.
 func TestReloadsCoalesce(t *testing.T) {
-	// Each worker's first health round takes 1 s, so a reload does too.
+	// Each worker's first health round takes 1.5 s, so a reload does too:
+	// time for the requests below to arrive while it runs.
 	slowHealth := newBackend(t, "slow-health", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/health" {
-			time.Sleep(time.Second)
+			time.Sleep(1500 * time.Millisecond)
 		}
 		fmt.Fprint(w, "ok")
 	})
