@@ -294,6 +294,42 @@ func TestFailureAfterDeliveryRetriedOnlyWhenSafe(t *testing.T) {
 	}
 }
 
+// Four backends that accept connections and reset them at once: a request is
+// offered to three of them and no more, then answered 502.
+func TestTriesBoundedToThree(t *testing.T) {
+	var accepted atomic.Int32
+	var addrs []any
+	for range 4 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				conn, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				accepted.Add(1)
+				conn.(*net.TCPConn).SetLinger(0)
+				conn.Close()
+			}
+		}()
+		addrs = append(addrs, ln.Addr().String())
+	}
+	port, _ := serveSRP(t, fmt.Sprintf(`{"Services": {"app.test": {"Backends": [%q, %q, %q, %q]}}}`, addrs...))
+	c := newClient(t)
+	for i := range 4 {
+		accepted.Store(0)
+		status, body, _ := send(t, c, port, "GET", "app.test", "/", nil)
+		wantBareError(t, "GET to resetting backends", status, body, 502)
+		if n := accepted.Load(); n != 3 {
+			t.Fatalf("request %d reached %d backends, want 3 tries", i, n)
+		}
+	}
+}
+
 func TestNoBackendAnswers502Fast(t *testing.T) {
 	down := newBackend(t, "down", healthAnswers(500, "down"))
 	port, _ := serveSRP(t, fmt.Sprintf(`{"Services": {
