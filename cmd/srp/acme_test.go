@@ -4,11 +4,13 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -329,15 +331,18 @@ func TestHTTPSCacheSurvivesRestart(t *testing.T) {
 }
 
 // TestHTTPSSlowIssuance holds the first handshake longer than srp's 10s
-// read-header timeout, which also bounds TLS handshakes: Pebble tells the
-// client to poll the authorization again only after 13s. The first client
-// must still get its answer on its first try.
+// read-header timeout, which also bounds TLS handshakes. Pebble validates
+// through a proxy that holds each connection 2s, so the authorization is
+// still pending when autocert first polls it, and Pebble then tells it to
+// poll again only after 13s. The first client must still get its answer on
+// its first try.
 func TestHTTPSSlowIssuance(t *testing.T) {
 	if testing.Short() {
 		t.Skip("takes about 15s")
 	}
 	httpPort, httpsPort := freePort(t), freePort(t)
-	ca := startPebble(t, pebbleOptions{httpPort: httpPort, tlsPort: httpsPort, authzRetry: 13})
+	slow := delayProxy(t, 2*time.Second, fmt.Sprintf("127.0.0.1:%d", httpsPort))
+	ca := startPebble(t, pebbleOptions{httpPort: httpPort, tlsPort: slow, authzRetry: 13})
 	be := newBackend(t, "www", nil)
 	s := startHTTPS(t, ca, httpPort, httpsPort, filepath.Join(t.TempDir(), "certs"), httpsConfig(be.addr()))
 	took := issue(t, ca, s, be)
@@ -345,6 +350,43 @@ func TestHTTPSSlowIssuance(t *testing.T) {
 	if took < 10*time.Second {
 		t.Fatalf("issuance took %v, under the 10s read-header timeout: the test proved nothing", took)
 	}
+	if ca.count("Attempting to validate w/ HTTP") != 0 {
+		t.Error("pebble fell back to HTTP-01")
+	}
+}
+
+// delayProxy forwards each connection to target after holding it for
+// delay, and returns its port.
+func delayProxy(t *testing.T, delay time.Duration, target string) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				time.Sleep(delay)
+				up, err := net.DialTimeout("tcp", target, 5*time.Second)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+				_ = up.SetDeadline(time.Now().Add(30 * time.Second))
+				go func() { _, _ = io.Copy(up, c); _ = up.(*net.TCPConn).CloseWrite() }()
+				_, _ = io.Copy(c, up)
+			})
+		}
+	})
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // TestHTTPSStartErrors checks that what HTTPS mode needs is checked at
