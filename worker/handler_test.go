@@ -1,6 +1,7 @@
 package worker
 
 import (
+	cryptotls "crypto/tls"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -118,5 +119,25 @@ func TestConnectRefused(t *testing.T) {
 	rt.ServeHTTP(w, r)
 	if w.Code != http.StatusMethodNotAllowed {
 		t.Fatalf("CONNECT: %d, want 405", w.Code)
+	}
+}
+
+// Behind TLS the backend is told https, whatever the client claims.
+func TestForwardedProtoFollowsTheConnection(t *testing.T) {
+	capture := &captureTransport{}
+	rt := newCaptureRouter(t, capture)
+	for _, tls := range []bool{false, true} {
+		r := httptest.NewRequest("GET", "http://app.test/", nil)
+		if tls {
+			r.TLS = &cryptotls.ConnectionState{HandshakeComplete: true}
+			r.Header.Set("X-Forwarded-Proto", "http")
+		} else {
+			r.Header.Set("X-Forwarded-Proto", "https")
+		}
+		rt.ServeHTTP(httptest.NewRecorder(), r)
+		want := map[bool]string{false: "http", true: "https"}[tls]
+		if got := capture.last.Header.Values("X-Forwarded-Proto"); len(got) != 1 || got[0] != want {
+			t.Errorf("TLS %v: backend got X-Forwarded-Proto %q, want %q", tls, got, want)
+		}
 	}
 }
