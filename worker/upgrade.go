@@ -31,9 +31,6 @@ func (u *upgradeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if g, ok := conn.(*guardConn); ok {
-		g.hijacked()
-	}
 	return &bufferedConn{Conn: conn, r: brw.Reader}, brw, nil
 }
 

@@ -220,7 +220,10 @@ func (s *servers) track(h http.Handler) http.Handler {
 	})
 }
 
-func (s *servers) connState(_ net.Conn, st http.ConnState) {
+func (s *servers) connState(c net.Conn, st http.ConnState) {
+	if g, ok := c.(*guardConn); ok && st == http.StateHijacked {
+		g.hijacked() // what follows belongs to the tunnel
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch st {
