@@ -99,14 +99,18 @@ var framingCases = []hostileCase{
 func TestHostileFraming(t *testing.T) {
 	rec := newRecorder(t, nil)
 	w := runGuarded(t, config(rec.addr()), nil)
-	for _, tc := range framingCases {
+	runCases(t, w.addr, rec, framingCases)
+}
+
+// runCases sends each case to the worker at addr and checks statuses, the
+// connection's end and what rec received whole.
+func runCases(t *testing.T, addr string, rec *recorder, cases []hostileCase) {
+	t.Helper()
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			rec.reset()
-			n := len(tc.want)
-			if n == 0 {
-				n = 1
-			}
-			resps, _, closed := exchange(t, w.addr, tc.raw, n, tc.closed)
+			n := max(len(tc.want), 1)
+			resps, _, closed := exchange(t, addr, tc.raw, n, tc.closed)
 			if got := statuses(resps); !slices.Equal(got, tc.want) {
 				t.Errorf("statuses %v, want %v", got, tc.want)
 			}
@@ -118,15 +122,46 @@ func TestHostileFraming(t *testing.T) {
 					t.Errorf("answer %d came from the backend", i)
 				}
 			}
-			var paths []string
+			var got []string
 			for _, s := range rec.requests() {
 				if s.bodyErr == nil {
-					paths = append(paths, s.uri)
+					got = append(got, s.host+s.uri)
 				}
 			}
-			if !slices.Equal(paths, tc.paths) {
-				t.Errorf("backend received %q, want %q", paths, tc.paths)
+			var want []string
+			for _, p := range tc.paths {
+				if strings.HasPrefix(p, "/") {
+					p = "app.test" + p
+				}
+				want = append(want, p)
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("backend received %q, want %q", got, want)
 			}
 		})
 	}
+}
+
+// Request targets and Host headers: only Host rules route, nothing makes
+// srp a forward proxy, and malformed hosts never reach a backend.
+func TestHostileTargetsAndHosts(t *testing.T) {
+	rec := newRecorder(t, nil)
+	w := runGuarded(t, config(rec.addr()), nil)
+	runCases(t, w.addr, rec, []hostileCase{
+		{name: "absolute-form routes by its host", raw: "GET http://app.test/x?y=1 HTTP/1.1\r\nHost: other.test\r\n\r\n",
+			want: []int{200}, paths: []string{"/x?y=1"}},
+		{name: "absolute-form to a foreign host", raw: "GET http://evil.test/x HTTP/1.1\r\nHost: app.test\r\n\r\n", want: []int{404}},
+		{name: "absolute-form https", raw: "GET https://app.test/x HTTP/1.1\r\nHost: app.test\r\n\r\n", want: []int{200}, paths: []string{"/x"}},
+		{name: "absolute-form with userinfo", raw: "GET http://user:pw@app.test/x HTTP/1.1\r\nHost: app.test\r\n\r\n", want: []int{400}},
+		{name: "CONNECT", raw: "CONNECT app.test:443 HTTP/1.1\r\nHost: app.test:443\r\n\r\n", want: []int{405}},
+		{name: "CONNECT to a path", raw: "CONNECT /x HTTP/1.1\r\nHost: app.test\r\n\r\n", want: []int{405}},
+		{name: "no Host", raw: "GET /x HTTP/1.1\r\n\r\n", want: []int{400}, closed: true},
+		{name: "no Host on HTTP/1.0", raw: "GET /x HTTP/1.0\r\n\r\n", want: []int{400}},
+		{name: "empty Host", raw: "GET /x HTTP/1.1\r\nHost: \r\n\r\n", want: []int{400}},
+		{name: "two Hosts", raw: "GET /x HTTP/1.1\r\nHost: app.test\r\nHost: other.test\r\n\r\n", want: []int{400}, closed: true},
+		{name: "Host with userinfo", raw: "GET /x HTTP/1.1\r\nHost: user@app.test\r\n\r\n", want: []int{400}, closed: true},
+		{name: "Host list", raw: "GET /x HTTP/1.1\r\nHost: app.test, other.test\r\n\r\n", want: []int{400}, closed: true},
+		{name: "HTTP/2 preface", raw: "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", want: []int{400}},
+		{name: "Host case, port and trailing dot", raw: "GET /x HTTP/1.1\r\nHost: APP.Test.:80\r\n\r\n", want: []int{200}, paths: []string{"APP.Test.:80/x"}},
+	})
 }
