@@ -23,19 +23,11 @@ func serveSRP(t *testing.T, config string, args ...string) (int, *proc) {
 	port := freePort(t)
 	p := startSRP(t, append([]string{"-c", writeConfig(t, config), "-p", fmt.Sprint(port)}, args...)...)
 	stopOnCleanup(t, p)
-	c := newClient(t)
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
-		if err == nil {
-			resp.Body.Close()
-			return port, p
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("srp did not answer within 15s: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/", port), 15*time.Second)
+	// waitHTTP polls through the default transport; its idle connection
+	// would hold the drain at the end of the test.
+	t.Cleanup(http.DefaultTransport.(*http.Transport).CloseIdleConnections)
+	return port, p
 }
 
 // stopOnCleanup stops p with SIGTERM when the test ends, before startSRP's
