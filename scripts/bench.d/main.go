@@ -1,0 +1,187 @@
+// Command bench.d is the helper scripts/bench runs: a sample backend with
+// fixed-size answers, a holder of idle keep-alive connections that reports
+// what they cost a server in memory, and a free-port finder.
+//
+//	bench.d backend -addr 127.0.0.1:9001   answers /64 with 64 bytes, /16k with 16 KiB
+//	bench.d idle -addr A -host H -n 1000 -pid P
+//	bench.d ports -n 6                     prints n free loopback ports
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+func main() {
+	log.SetFlags(0)
+	log.SetPrefix("bench.d: ")
+	if len(os.Args) < 2 {
+		log.Fatal("usage: bench.d backend|idle|ports [flags]")
+	}
+	args := os.Args[2:]
+	var err error
+	switch os.Args[1] {
+	case "backend":
+		err = backend(args)
+	case "idle":
+		err = idle(args)
+	case "ports":
+		err = ports(args)
+	default:
+		err = fmt.Errorf("unknown command %q", os.Args[1])
+	}
+	if err != nil {
+		log.Fatal(err)
+	}
+}
+
+// backend answers with bodies of fixed sizes, so every proxy moves the same
+// bytes and the backend's own cost per request stays constant.
+func backend(args []string) error {
+	fs := flag.NewFlagSet("backend", flag.ExitOnError)
+	addr := fs.String("addr", "127.0.0.1:9001", "listen `address`")
+	_ = fs.Parse(args)
+	small := bytes.Repeat([]byte("a"), 63)
+	small = append(small, '\n')
+	large := bytes.Repeat([]byte("b"), 16<<10-1)
+	large = append(large, '\n')
+	bodies := map[string][]byte{"/64": small, "/16k": large}
+	smallLen, largeLen := []string{"64"}, []string{strconv.Itoa(len(large))}
+	text := []string{"text/plain"}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, ok := bodies[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		hd := w.Header()
+		hd["Content-Type"] = text
+		hd["Content-Length"] = smallLen
+		if len(body) != 64 {
+			hd["Content-Length"] = largeLen
+		}
+		_, _ = w.Write(body)
+	})
+	srv := &http.Server{Addr: *addr, Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	return srv.ListenAndServe()
+}
+
+// idle opens n keep-alive connections to addr, completes one request on each
+// so the server holds them as idle HTTP connections, and prints the server
+// process's resident memory before and after as "before_kib after_kib".
+func idle(args []string) error {
+	fs := flag.NewFlagSet("idle", flag.ExitOnError)
+	addr := fs.String("addr", "", "server `address`")
+	host := fs.String("host", "localhost", "Host header")
+	path := fs.String("path", "/64", "request path")
+	n := fs.Int("n", 1000, "connections to hold")
+	pid := fs.Int("pid", 0, "server process whose VmRSS to report")
+	_ = fs.Parse(args)
+	before, err := vmRSS(*pid)
+	if err != nil {
+		return err
+	}
+	conns := make([]net.Conn, *n)
+	defer func() {
+		for _, c := range conns {
+			if c != nil {
+				_ = c.Close()
+			}
+		}
+	}()
+	req := "GET " + *path + " HTTP/1.1\r\nHost: " + *host + "\r\n\r\n"
+	var wg sync.WaitGroup
+	errs := make(chan error, *n)
+	sem := make(chan struct{}, 64) // a burst the size of the load test's, not a SYN flood
+	for i := range conns {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			c, err := openIdle(*addr, req)
+			conns[i] = c
+			if err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return fmt.Errorf("%d of %d connections failed, first: %w", len(errs)+1, *n, err)
+	}
+	after, err := vmRSS(*pid)
+	if err != nil {
+		return err
+	}
+	fmt.Println(before, after)
+	return nil
+}
+
+func openIdle(addr, req string) (net.Conn, error) {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, req); err != nil {
+		return c, err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return c, err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err == nil && (resp.StatusCode != 200 || resp.Close) {
+		err = fmt.Errorf("status %d, close %v", resp.StatusCode, resp.Close)
+	}
+	_ = c.SetDeadline(time.Time{})
+	return c, err
+}
+
+func vmRSS(pid int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, fmt.Errorf("read status of %d: %w", pid, err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			return strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+		}
+	}
+	return 0, errors.New("no VmRSS for process " + strconv.Itoa(pid))
+}
+
+// ports prints n distinct loopback ports that were free a moment ago.
+func ports(args []string) error {
+	fs := flag.NewFlagSet("ports", flag.ExitOnError)
+	n := fs.Int("n", 1, "how many")
+	_ = fs.Parse(args)
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	for range *n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		lns = append(lns, ln)
+		fmt.Println(ln.Addr().(*net.TCPAddr).Port)
+	}
+	return nil
+}
