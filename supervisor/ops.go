@@ -213,9 +213,8 @@ func (s *supervisor) crashed() {
 		s.shutdown(err)
 		return
 	}
-	if s.cur != nil || s.next != nil {
-		return // a reload in flight will replace it
-	}
+	// Scheduled even while a reload starts a worker: if that one becomes
+	// ready it cancels the respawn, if it fails the respawn still happens.
 	backoff := min(100*time.Millisecond<<(n-1), 5*time.Second)
 	s.respawnAt = now.Add(backoff)
 	s.log.Info("respawning worker", "in", backoff.String(), "crashes", n)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -135,5 +136,43 @@ func TestNoOrphansOrZombiesAfter100Reloads(t *testing.T) {
 	}
 	if err := newConnGet(s.port); err != nil {
 		t.Errorf("request after 100 reloads: %v", err)
+	}
+}
+
+// TestWorkerDiesDuringFailedReload kills the serving worker while a reload
+// starts its successor, then kills the successor too: the reload fails,
+// and the supervisor still respawns a worker with the last good config.
+func TestWorkerDiesDuringFailedReload(t *testing.T) {
+	var slow atomic.Bool
+	be := newBackend(t, "be", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/health" && slow.Load() {
+			time.Sleep(1500 * time.Millisecond)
+		}
+		fmt.Fprint(w, "ok")
+	})
+	s := startLife(t, srpBin, appConfig(be.addr()))
+	serving := s.workerPIDs("worker ready")[0]
+	slow.Store(true)
+	reload := make(chan string, 1)
+	go func() {
+		code, out := srpCLI(t, "reload", "-pidfile", s.pidfile)
+		reload <- fmt.Sprintf("exit %d: %s", code, out)
+	}()
+	s.waitLogCount(`msg="worker started"`, 2, 10*time.Second)
+	next := s.workerPIDs("worker started")[1]
+	if err := syscall.Kill(serving, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	s.waitLog(`msg="worker died"`, 5*time.Second)
+	if err := syscall.Kill(next, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-reload; !strings.Contains(got, "exit 1") || !strings.Contains(got, "killed by signal killed") {
+		t.Errorf("srp reload whose worker was killed: %s", got)
+	}
+	slow.Store(false)
+	s.waitLogCount(`msg="worker ready"`, 2, 10*time.Second)
+	if err := newConnGet(s.port); err != nil {
+		t.Errorf("request after the respawn: %v", err)
 	}
 }
