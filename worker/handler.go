@@ -60,6 +60,10 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// let a client talk to the backend past srp's request checks.
 		r.Header.Del("Upgrade")
 	}
+	// The server answered Expect for the client (100 Continue once the
+	// body is read); passed on, the backend's own 100 would reach the
+	// client as a second one.
+	r.Header.Del("Expect")
 	// Set on the inbound request so the error log names the ID the backend saw.
 	r.Header["X-Request-Id"] = []string{requestID(r)}
 	rt.routes[svc].proxy.ServeHTTP(forUpgrade(w, r), r)
