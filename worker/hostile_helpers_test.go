@@ -65,17 +65,6 @@ func (rec *recorder) requests() []seen {
 	return append([]seen(nil), rec.got...)
 }
 
-// whole counts the requests that reached the backend with their whole body.
-func (rec *recorder) whole() int {
-	n := 0
-	for _, s := range rec.requests() {
-		if s.bodyErr == nil {
-			n++
-		}
-	}
-	return n
-}
-
 func (rec *recorder) reset() {
 	rec.mu.Lock()
 	defer rec.mu.Unlock()

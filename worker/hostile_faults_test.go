@@ -1,0 +1,358 @@
+package worker
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// A client that goes away cancels its backend request: logged as 499,
+// not retried on another backend, and the backend stays in rotation.
+func TestClientGoneCancelsBackend(t *testing.T) {
+	var started, cancelled atomic.Int32
+	hold := func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/hold" {
+			io.WriteString(w, "ok")
+			return
+		}
+		started.Add(1)
+		select {
+		case <-r.Context().Done():
+			cancelled.Add(1)
+		case <-time.After(20 * time.Second):
+		}
+	}
+	a, b := newRecorder(t, hold), newRecorder(t, hold)
+	check := leakCheck(t)
+	w := runGuarded(t, config(a.addr(), b.addr()), nil)
+	conn, err := net.Dial("tcp", w.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(conn, "GET /hold HTTP/1.1\r\nHost: app.test\r\n\r\n")
+	if !waitFor(10*time.Second, func() bool { return started.Load() == 1 }) {
+		t.Fatal("request never reached a backend")
+	}
+	conn.Close()
+	if !waitFor(10*time.Second, func() bool { return cancelled.Load() == 1 }) {
+		t.Fatal("backend request not cancelled after the client left")
+	}
+	if !waitFor(5*time.Second, func() bool { return strings.Contains(w.logs.String(), "status=499") }) {
+		t.Errorf("no 499 logged:\n%s", w.logs.String())
+	}
+	if n := len(a.requests()) + len(b.requests()); n != 1 || started.Load() != 1 {
+		t.Errorf("backends got %d requests, want 1: retried after the client left", n)
+	}
+	for i := range 4 { // both backends still serve
+		if resps, _, _ := exchange(t, w.addr, get, 1, false); len(resps) != 1 || resps[0].StatusCode != 200 {
+			t.Fatalf("request %d after the disconnect: %v", i, statuses(resps))
+		}
+	}
+	if len(a.requests()) < 2 || len(b.requests()) < 2 {
+		t.Errorf("rotation after the disconnect: %d and %d requests", len(a.requests()), len(b.requests()))
+	}
+	w.stop()
+	a.CloseClientConnections()
+	b.CloseClientConnections()
+	check()
+}
+
+// Broken request bodies are the client's fault: 400, never retried, and
+// the backend stays healthy and in rotation.
+func TestClientBodyErrorsAre4xx(t *testing.T) {
+	a, b := newRecorder(t, nil), newRecorder(t, nil)
+	conf := fmt.Sprintf(`{"Services": {"app.test": {"HealthPath": "/health", "Backends": [%q, %q]}}, "API": {"Subnet": "127.0.0.0/8"}}`, a.addr(), b.addr())
+	w := runGuarded(t, conf, func(o *Options) { o.Health.Interval = 20 * time.Millisecond })
+	for i := range 10 {
+		resps, _, closed := exchange(t, w.addr, post("Transfer-Encoding: chunked")+"3\r\nabc\r\nzz\r\n", 1, true)
+		if got := statuses(resps); len(got) != 1 || got[0] != 400 || !closed {
+			t.Fatalf("bad body %d: statuses %v closed %v", i, got, closed)
+		}
+	}
+	proxied := func(rec *recorder) (n int) {
+		for _, s := range rec.requests() {
+			if s.uri != "/health" {
+				n++
+			}
+		}
+		return n
+	}
+	if n := proxied(a) + proxied(b); n > 10 {
+		t.Errorf("10 broken bodies reached backends %d times: retried", n)
+	}
+	for _, s := range append(a.requests(), b.requests()...) {
+		if s.uri != "/health" && s.bodyErr == nil {
+			t.Errorf("backend got a broken body whole: %q", s.body)
+		}
+	}
+	// Health checks keep passing; both backends stay listed and used.
+	time.Sleep(100 * time.Millisecond) // several check rounds
+	resps, bodies, _ := exchange(t, w.addr, "GET /services HTTP/1.1\r\nHost: srp.test\r\n\r\n", 1, false)
+	if len(resps) != 1 || !strings.Contains(bodies[0], a.addr()) || !strings.Contains(bodies[0], b.addr()) {
+		t.Errorf("API after client errors: %v %q", statuses(resps), bodies)
+	}
+}
+
+// Expect: 100-continue: the client is told to go on, its body arrives whole.
+func TestExpectContinue(t *testing.T) {
+	rec := newRecorder(t, nil)
+	w := runGuarded(t, config(rec.addr()), nil)
+	conn, err := net.Dial("tcp", w.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(conn, post("Content-Length: 5", "Expect: 100-continue"))
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 100 {
+		t.Fatalf("before the body: %v %v", resp, err)
+	}
+	io.WriteString(conn, "hello")
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("after the body: %v %v", resp, err)
+	}
+	if got := rec.requests(); len(got) != 1 || string(got[0].body) != "hello" || got[0].header.Get("Expect") != "" {
+		t.Fatalf("backend got %+v", got)
+	}
+}
+
+// acceptAndClose is a backend that accepts connections and closes them at
+// once, counting them: the request may have been sent, nothing answers.
+func acceptAndClose(t *testing.T, accepted *atomic.Int32) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func refusedAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// Retries: a GET is offered to at most 3 backends; a POST whose backend
+// may have seen it is never sent again; a failed dial is retried with the
+// whole body.
+func TestRetryBounds(t *testing.T) {
+	var accepted atomic.Int32
+	var dead []string
+	for range 5 {
+		dead = append(dead, acceptAndClose(t, &accepted))
+	}
+	w := runGuarded(t, config(dead...), nil)
+	resps, _, _ := exchange(t, w.addr, get, 1, false)
+	if got := statuses(resps); len(got) != 1 || got[0] != 502 {
+		t.Errorf("GET to 5 failing backends: %v", got)
+	}
+	if n := accepted.Load(); n != 3 {
+		t.Errorf("GET offered to %d backends, want 3", n)
+	}
+	accepted.Store(0)
+	resps, _, _ = exchange(t, w.addr, post("Content-Length: 3")+"abc", 1, false)
+	if got := statuses(resps); len(got) != 1 || got[0] != 502 {
+		t.Errorf("POST to failing backends: %v", got)
+	}
+	if n := accepted.Load(); n != 1 {
+		t.Errorf("POST sent to %d backends after the first may have seen it", n)
+	}
+	w.stop()
+
+	rec := newRecorder(t, nil)
+	w = runGuarded(t, config(refusedAddr(t), refusedAddr(t), rec.addr()), nil)
+	body := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB: streamed, not buffered
+	for i := range 3 {
+		rec.reset()
+		resps, _, _ := exchange(t, w.addr, post(fmt.Sprintf("Content-Length: %d", len(body)))+string(body), 1, false)
+		if got := statuses(resps); len(got) != 1 || got[0] != 200 {
+			t.Fatalf("POST %d after refused dials: %v", i, got)
+		}
+		got := rec.requests()
+		if len(got) != 1 || sha256.Sum256(got[0].body) != sha256.Sum256(body) {
+			t.Fatalf("POST %d: backend got %d requests, first body %d bytes", i, len(got), len(got[0].body))
+		}
+	}
+}
+
+// A backend that takes the body and then fails is not offered the request
+// again, nor is any other.
+func TestNoSecondDelivery(t *testing.T) {
+	var delivered atomic.Int32
+	reset := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		delivered.Add(1)
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			conn.(*net.TCPConn).SetLinger(0)
+			conn.Close()
+		}
+	})
+	ok := newRecorder(t, nil)
+	w := runGuarded(t, config(reset.addr(), ok.addr()), nil)
+	fails := 0
+	for i := range 6 {
+		resps, _, _ := exchange(t, w.addr, post("Content-Length: 3")+"abc", 1, false)
+		if len(resps) != 1 {
+			t.Fatalf("POST %d: no answer", i)
+		}
+		if resps[0].StatusCode == 502 {
+			fails++
+		}
+	}
+	if fails == 0 || int(delivered.Load()) != fails || len(ok.requests())+fails != 6 {
+		t.Errorf("6 POSTs: %d failed, %d reached the failing backend, %d the good one", fails, delivered.Load(), len(ok.requests()))
+	}
+}
+
+// With every backend down, answers are fast and never hang: 502 when the
+// checks took them out, 504 at -timeout when they accept and never answer.
+func TestAllBackendsDown(t *testing.T) {
+	down := newRecorder(t, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) })
+	conf := fmt.Sprintf(`{"Services": {"app.test": {"HealthPath": "/health", "Backends": [%q]}}}`, down.addr())
+	w := runGuarded(t, conf, nil)
+	down.reset()
+	for range 5 {
+		if resps, _, _ := exchange(t, w.addr, get, 1, false); len(resps) != 1 || resps[0].StatusCode != 502 {
+			t.Fatalf("all unhealthy: %v", statuses(resps))
+		}
+	}
+	if n := len(down.requests()); n != 0 {
+		t.Errorf("unhealthy backend got %d requests", n)
+	}
+	w.stop()
+
+	silent, err := net.Listen("tcp", "127.0.0.1:0") // accepts (backlog), never answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	w = runGuarded(t, config(silent.Addr().String()), func(o *Options) { o.Timeout = 300 * time.Millisecond })
+	done := make(chan []int, 1)
+	go func() {
+		resps, _, _ := exchange(t, w.addr, get, 1, false)
+		done <- statuses(resps)
+	}()
+	select {
+	case got := <-done:
+		if len(got) != 1 || got[0] != 504 {
+			t.Errorf("silent backend: %v, want 504", got)
+		}
+	case <-time.After(8 * time.Second):
+		t.Fatal("request to a silent backend hung")
+	}
+}
+
+// A client that reads its answer a trickle at a time is cut once a write
+// to it stalls for -timeout, which frees the backend connection.
+func TestSlowReaderCannotPinBackend(t *testing.T) {
+	released := make(chan error, 1)
+	rec := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		chunk := bytes.Repeat([]byte("x"), 64<<10)
+		for range 1024 { // 64 MiB, far more than any socket buffer
+			if _, err := w.Write(chunk); err != nil {
+				released <- err
+				return
+			}
+		}
+		released <- nil
+	})
+	check := leakCheck(t)
+	w := runGuarded(t, config(rec.addr()), func(o *Options) { o.Timeout = time.Second })
+	conn, err := net.Dial("tcp", w.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.(*net.TCPConn).SetReadBuffer(4096)
+	io.WriteString(conn, get)
+	stop := make(chan struct{})
+	go func() { // one byte every 100ms: well under any sane rate
+		b := make([]byte, 1)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			if _, err := conn.Read(b); err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-released:
+		if err == nil {
+			t.Fatal("the whole answer was written to a client reading a byte at a time")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("backend still pinned by a slow reader after 30s")
+	}
+	close(stop)
+	conn.Close()
+	if resps, _, _ := exchange(t, w.addr, "GET /x HTTP/1.1\r\nHost: nothing.test\r\n\r\n", 1, false); len(resps) != 1 {
+		t.Fatal("no service after the slow reader")
+	}
+	w.stop()
+	rec.CloseClientConnections()
+	check()
+}
+
+// 1000 connections that send nothing do not stop service, and everything
+// is released after the drain.
+func TestSilentConnections(t *testing.T) {
+	rec := newRecorder(t, nil)
+	check := leakCheck(t)
+	w := runGuarded(t, config(rec.addr()), nil)
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := range 1000 {
+		c, err := net.Dial("tcp", w.addr)
+		if err != nil {
+			t.Fatalf("silent connection %d: %v", i, err)
+		}
+		conns = append(conns, c)
+	}
+	for i := range 20 {
+		if resps, _, _ := exchange(t, w.addr, get, 1, false); len(resps) != 1 || resps[0].StatusCode != 200 {
+			t.Fatalf("request %d beside 1000 silent connections: %v", i, statuses(resps))
+		}
+	}
+	w.stop() // drains: the silent connections are closed by srp
+	for _, c := range conns {
+		c.Close()
+	}
+	conns = nil
+	rec.CloseClientConnections()
+	check()
+}
