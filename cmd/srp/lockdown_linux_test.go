@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -162,5 +163,59 @@ func TestUserRefused(t *testing.T) {
 		if !canBind(port) {
 			t.Errorf("-user %s: port %d still taken", c.user, port)
 		}
+	}
+}
+
+// openTo lets every user reach path: the directories from path up to the
+// test's temporary root become 0755, a file 0644. Workers running as -user
+// need that, as they would on a real host.
+func openTo(t *testing.T, path string) {
+	t.Helper()
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mode := os.FileMode(0o755)
+	if !st.IsDir() {
+		mode = 0o644
+	}
+	for p := path; strings.HasPrefix(p, os.TempDir()+"/"); p = filepath.Dir(p) {
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		mode = 0o755
+	}
+}
+
+// In HTTPS mode with -user, the supervisor hands the certificate cache to
+// the worker user, and the worker, locked down and unprivileged, gets a
+// certificate from the CA and stores it there.
+func TestHTTPSWorkersRunAsUser(t *testing.T) {
+	uid, _ := nobodyIDs(t)
+	httpPort, httpsPort := freePort(t), freePort(t)
+	ca := startPebble(t, pebbleOptions{httpPort: httpPort, tlsPort: httpsPort})
+	openTo(t, ca.apiCA)
+	base := t.TempDir()
+	openTo(t, base)
+	certs := filepath.Join(base, "certs")
+	be := newBackend(t, "www", nil)
+	s := startHTTPS(t, ca, httpPort, httpsPort, certs, httpsConfig(be.addr()), "-user", "nobody")
+	issue(t, ca, s, be)
+	s.waitLog("acme: certificate stored", 5*time.Second)
+	for _, p := range []string{certs, filepath.Join(certs, "www.srp.test")} {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if owner := strconv.Itoa(int(st.Sys().(*syscall.Stat_t).Uid)); owner != uid {
+			t.Errorf("%s owned by uid %s, want nobody (%s)", p, owner, uid)
+		}
+	}
+	w := s.workerPIDs("worker ready")
+	if got := statusField(t, w[len(w)-1], "Uid"); !strings.HasPrefix(got, uid+" ") {
+		t.Errorf("worker Uid %q, want nobody", got)
+	}
+	if ok, _ := kernelLandlock(); ok && !strings.Contains(s.out.String(), `msg="landlock: ABI v`) {
+		t.Errorf("worker did not apply Landlock:\n%s", s.out)
 	}
 }
