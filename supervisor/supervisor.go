@@ -144,10 +144,13 @@ func Run(o Options) error {
 			s.log.Info("pidfile removed", "path", s.o.PIDFile)
 		}
 	}
-	if s.exitErr != nil {
+	switch {
+	case s.exitErr != nil:
 		s.log.Error("supervisor stopped", "err", s.exitErr)
-	} else {
+	case s.successor != 0:
 		s.log.Info("supervisor stopped", "handed_over_to", s.successor)
+	default:
+		s.log.Info("supervisor stopped")
 	}
 	return s.exitErr
 }
