@@ -44,7 +44,8 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	svc := rt.snap.Lookup(r.Host)
 	if svc == nil {
-		if rt.api.Match(r) {
+		// The API belongs to the plain-HTTP listener, the one internal clients use.
+		if r.TLS == nil && rt.api.Match(r) {
 			rt.api.ServeHTTP(w, r)
 			return
 		}

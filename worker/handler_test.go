@@ -141,3 +141,26 @@ func TestForwardedProtoFollowsTheConnection(t *testing.T) {
 		}
 	}
 }
+
+// The internal API answers on the plain-HTTP listener only, even for a
+// client inside the subnet.
+func TestAPINotOnTLS(t *testing.T) {
+	snap, err := registry.Parse("t.json", []byte(`{"Services": {"app.test": {"Backends": ["127.0.0.1:1"]}},
+		"API": {"Subnet": "192.0.2.0/24"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, _ := build(Options{Snapshot: snap, Timeout: time.Second, Logger: discardLogger()})
+	for _, tls := range []bool{false, true} {
+		r := httptest.NewRequest("GET", "http://api.test/services", nil) // RemoteAddr 192.0.2.1
+		if tls {
+			r.TLS = &cryptotls.ConnectionState{HandshakeComplete: true}
+		}
+		w := httptest.NewRecorder()
+		rt.ServeHTTP(w, r)
+		want := map[bool]int{false: http.StatusOK, true: http.StatusNotFound}[tls]
+		if w.Code != want {
+			t.Errorf("TLS %v: /services answered %d, want %d", tls, w.Code, want)
+		}
+	}
+}
