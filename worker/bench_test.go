@@ -1,0 +1,130 @@
+package worker_test
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+
+	"srp/worker"
+)
+
+// BenchmarkProxyRaw measures the worker's request path alone: the client
+// and the backend speak HTTP/1.1 straight on their sockets and allocate
+// nothing per request, so allocs/op and most of a CPU profile belong to the
+// proxy. 64 keep-alive connections, as scripts/bench drives srp.
+func BenchmarkProxyRaw(b *testing.B) {
+	for _, size := range []int{64, 16 << 10} {
+		b.Run(fmt.Sprintf("body=%d", size), func(b *testing.B) {
+			backend := rawBackend(b, size)
+			base := startWorker(b, fmt.Sprintf(`{"Services": {"app.test": {"Backends": [%q]}}}`, backend), worker.Options{})
+			addr := strings.TrimPrefix(base, "http://")
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			b.SetParallelism(max(1, 64/runtime.GOMAXPROCS(0)))
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				defer c.Close()
+				r := bufio.NewReader(c)
+				req := []byte("GET /x HTTP/1.1\r\nHost: app.test\r\n\r\n")
+				for pb.Next() {
+					if _, err := c.Write(req); err != nil {
+						b.Error(err)
+						return
+					}
+					if err := readRawResponse(r, size); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// rawBackend answers every request head it reads with a size-byte body.
+func rawBackend(tb testing.TB, size int) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ln.Close() })
+	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " + strconv.Itoa(size) + "\r\n\r\n")
+	resp = append(resp, bytes.Repeat([]byte("a"), size)...)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					if err := skipHead(r); err != nil {
+						return
+					}
+					if _, err := c.Write(resp); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func skipHead(r *bufio.Reader) error {
+	_, err := readHead(r)
+	return err
+}
+
+// readHead reads one message head and returns the Content-Length it named.
+func readHead(r *bufio.Reader) (int, error) {
+	n := -1
+	for {
+		line, err := r.ReadSlice('\n')
+		if err != nil {
+			return 0, err
+		}
+		if len(line) <= 2 {
+			return n, nil
+		}
+		if v, ok := bytes.CutPrefix(line, []byte("Content-Length: ")); ok {
+			n, err = strconv.Atoi(string(bytes.TrimSpace(v)))
+			if err != nil {
+				return 0, err
+			}
+		}
+	}
+}
+
+// readRawResponse reads one 200 response with a want-byte body.
+func readRawResponse(r *bufio.Reader, want int) error {
+	status, err := r.Peek(12)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(status[9:12], []byte("200")) {
+		return fmt.Errorf("status %q", status)
+	}
+	n, err := readHead(r)
+	if err != nil {
+		return err
+	}
+	if n != want {
+		return fmt.Errorf("Content-Length %d, want %d", n, want)
+	}
+	_, err = r.Discard(n)
+	return err
+}
