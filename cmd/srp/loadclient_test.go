@@ -144,6 +144,20 @@ func (l *load) finish() (ok, failed int64) {
 	return l.ok.Load(), l.failed.Load()
 }
 
+// progress waits until n more requests have succeeded, so a test knows the
+// load runs against whatever srp serves now.
+func (l *load) progress(t testing.TB, n int64) {
+	t.Helper()
+	want := l.ok.Load() + n
+	deadline := time.Now().Add(30 * time.Second)
+	for l.ok.Load() < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("load stalled: %d requests ok, waiting for %d; failures:\n%s", l.ok.Load(), want, l.errors())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func (l *load) fail(format string, args ...any) {
 	l.failed.Add(1)
 	l.mu.Lock()

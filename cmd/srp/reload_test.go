@@ -95,7 +95,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		s.signal(syscall.SIGHUP)
 		n++
 		s.waitLogCount(`msg="reload done"`, n, 30*time.Second)
-		time.Sleep(200 * time.Millisecond)
+		l.progress(t, 100) // traffic between any two reloads
 	}
 	for i := 21; i <= 30; i++ {
 		setConfig(t, s.config, f.config(i))
@@ -103,7 +103,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		if code != 0 || !strings.Contains(out, "reloaded") {
 			t.Fatalf("srp reload #%d: exit %d, output %q", i-20, code, out)
 		}
-		time.Sleep(200 * time.Millisecond)
+		l.progress(t, 100) // traffic between any two reloads
 	}
 	f.checkSwitched(t, 30)
 	f.checkLoad(t, l)
@@ -123,7 +123,7 @@ func TestReloadInvalidConfig(t *testing.T) {
 	f := newReloadFleet(t)
 	s := startLife(t, srpBin, f.config(0))
 	l := startLoad(t, loadOptions{port: s.port, host: "app.test", keepAlive: 3, fresh: 1, pause: 2 * time.Millisecond})
-	time.Sleep(300 * time.Millisecond)
+	l.progress(t, 200)
 
 	bad := `{"Services": {"x.test": {"Backend": ["127.0.0.1:1"]}, "y.test": {"Backends": []}, "": {"Backends": ["127.0.0.1:2"]}}, "API": {"Subnet": "nonsense"}}`
 	setConfig(t, s.config, bad)
@@ -148,7 +148,7 @@ func TestReloadInvalidConfig(t *testing.T) {
 	if got := s.logCount(`msg="worker started"`); got != 1 {
 		t.Errorf("%d workers started; an invalid config must not start one", got)
 	}
-	time.Sleep(500 * time.Millisecond)
+	l.progress(t, 200)
 	f.checkLoad(t, l)
 	counts := f.lg.counts()
 	if counts["b1"]+counts["b2"] > 0 {

@@ -107,7 +107,7 @@ func TestUpgradeUnderLoad(t *testing.T) {
 	s := startLife(t, bin, f.config(0), "-timeout", "3s")
 	u := &upgrader{t: t, s: s, drain: 3 * time.Second}
 	l := startLoad(t, loadOptions{port: s.port, host: "app.test", keepAlive: 4, fresh: 2, pause: 2 * time.Millisecond})
-	time.Sleep(300 * time.Millisecond)
+	l.progress(t, 200)
 
 	u.upgrade(1)
 	u.upgrade(2)
@@ -127,7 +127,7 @@ func TestUpgradeUnderLoad(t *testing.T) {
 
 	u.upgrade(4)
 	u.upgrade(5)
-	time.Sleep(300 * time.Millisecond)
+	l.progress(t, 200)
 	f.checkLoad(t, l)
 }
 
@@ -139,7 +139,7 @@ func TestSIGUSR2Upgrades(t *testing.T) {
 	installBinary(t, srpBin, bin)
 	s := startLife(t, bin, f.config(0), "-timeout", "3s")
 	l := startLoad(t, loadOptions{port: s.port, host: "app.test", keepAlive: 2, fresh: 1, pause: 2 * time.Millisecond})
-	time.Sleep(200 * time.Millisecond)
+	l.progress(t, 200)
 	s.signal(syscall.SIGUSR2)
 	s.waitLog(`msg="upgrade done, handing over"`, 20*time.Second)
 	// The old supervisor's output pipe stays open in its successor, so it is
@@ -153,6 +153,6 @@ func TestSIGUSR2Upgrades(t *testing.T) {
 	if want := fmt.Sprintf(`level=INFO msg="supervisor stopped" role=supervisor pid=%d handed_over_to=%d`, old, pid); !strings.Contains(s.out.String(), want) {
 		t.Errorf("no %q in the log", want)
 	}
-	time.Sleep(200 * time.Millisecond)
+	l.progress(t, 200)
 	f.checkLoad(t, l)
 }
