@@ -66,6 +66,7 @@ func Run(ctx context.Context, o Options, ready func()) error {
 	}
 
 	rt, checker := build(o)
+	defer closeIdle(rt)
 	plain, tlsConf := http.Handler(rt), o.TLS
 	if o.ACME != nil {
 		if o.HTTPS == nil || o.TLS != nil {
@@ -141,6 +142,16 @@ func build(o Options) (*router, *health.Checker) {
 	checker = health.New(targets, hopts)
 	rt.api = api.New(o.Snapshot, rt.healthy)
 	return rt, checker
+}
+
+// closeIdle closes the backend connections kept alive for rt, so a worker
+// that has drained leaves no connection or goroutine behind.
+func closeIdle(rt *router) {
+	for _, r := range rt.routes {
+		if t, ok := r.pool.rt.(interface{ CloseIdleConnections() }); ok {
+			t.CloseIdleConnections()
+		}
+	}
 }
 
 // servers runs one http.Server per listener and drains them together.
