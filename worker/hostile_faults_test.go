@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -60,8 +61,6 @@ func TestClientGoneCancelsBackend(t *testing.T) {
 		t.Errorf("rotation after the disconnect: %d and %d requests", len(a.requests()), len(b.requests()))
 	}
 	w.stop()
-	a.CloseClientConnections()
-	b.CloseClientConnections()
 	check()
 }
 
@@ -320,7 +319,6 @@ func TestSlowReaderCannotPinBackend(t *testing.T) {
 		t.Fatal("no service after the slow reader")
 	}
 	w.stop()
-	rec.CloseClientConnections()
 	check()
 }
 
@@ -353,6 +351,80 @@ func TestSilentConnections(t *testing.T) {
 		c.Close()
 	}
 	conns = nil
-	rec.CloseClientConnections()
+	check()
+}
+
+// A worker that drains (a reload retires it) finishes its in-flight
+// request, ends its tunnels and keep-alive connections, and leaves no
+// goroutine or open file behind, backend connections included.
+func TestDrainReleasesEverything(t *testing.T) {
+	slowDone := make(chan struct{})
+	rec := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/slow":
+			time.Sleep(300 * time.Millisecond)
+			io.WriteString(w, "slow")
+		case "/stuck": // answers after srp's -timeout: a 504
+			select {
+			case <-slowDone:
+			case <-time.After(3 * time.Second):
+			}
+		default:
+			wsBackend(w, r)
+		}
+	})
+	check := leakCheck(t)
+	w := runGuarded(t, config(rec.addr()), func(o *Options) { o.Timeout = time.Second })
+
+	resps, _, _ := exchange(t, w.addr, "GET /stuck HTTP/1.1\r\nHost: app.test\r\n\r\n", 1, false)
+	if got := statuses(resps); !slices.Equal(got, []int{504}) {
+		t.Errorf("stuck backend: %v", got)
+	}
+	close(slowDone)
+	var keep []net.Conn
+	for range 5 { // keep-alive connections left idle
+		c, err := net.Dial("tcp", w.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keep = append(keep, c)
+		io.WriteString(c, get)
+		if _, err := http.ReadResponse(bufio.NewReader(c), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ws, err := net.Dial("tcp", w.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(ws, wsHandshake)
+	wsr := bufio.NewReader(ws)
+	if resp, err := http.ReadResponse(wsr, nil); err != nil || resp.StatusCode != 101 {
+		t.Fatalf("handshake: %v %v", resp, err)
+	}
+	slow := make(chan []int, 1)
+	go func() {
+		resps, _, _ := exchange(t, w.addr, "GET /slow HTTP/1.1\r\nHost: app.test\r\n\r\n", 1, false)
+		slow <- statuses(resps)
+	}()
+	waitFor(5*time.Second, func() bool {
+		for _, s := range rec.requests() {
+			if s.uri == "/slow" {
+				return true
+			}
+		}
+		return false
+	})
+	w.stop()
+	if got := <-slow; !slices.Equal(got, []int{200}) {
+		t.Errorf("request in flight during the drain: %v", got)
+	}
+	for _, c := range append(keep, ws) {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.Copy(io.Discard, c); err != nil {
+			t.Errorf("connection not closed by the drain: %v", err)
+		}
+		c.Close()
+	}
 	check()
 }
