@@ -215,6 +215,7 @@ func newReverseProxy(p *pool, errs *errorHandler) *httputil.ReverseProxy {
 		Transport:    p,
 		ErrorHandler: errs.serve,
 		ErrorLog:     errs.std,
+		BufferPool:   copyBuffers,
 	}
 }
 
