@@ -142,6 +142,9 @@ func (c *guardConn) Read(p []byte) (int, error) {
 // fill reads more of the client's bytes into buf.
 func (c *guardConn) fill() error {
 	if c.off == len(c.buf) {
+		if cap(c.buf) > 16<<10 {
+			c.buf = nil // grown for one large head: do not keep it for the connection's life
+		}
 		c.buf, c.off, c.ready = c.buf[:0], 0, 0
 	}
 	if cap(c.buf) == len(c.buf) {
