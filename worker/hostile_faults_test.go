@@ -428,3 +428,26 @@ func TestDrainReleasesEverything(t *testing.T) {
 	}
 	check()
 }
+
+// A backend whose checks alternate between pass and fail never reaches
+// two failures in a row: it stays in rotation instead of thrashing.
+func TestFlappingBackendStays(t *testing.T) {
+	var checks atomic.Int32
+	rec := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/health" && checks.Add(1)%2 == 0 {
+			w.WriteHeader(503)
+			return
+		}
+		io.WriteString(w, "ok")
+	})
+	conf := fmt.Sprintf(`{"Services": {"app.test": {"HealthPath": "/health", "Backends": [%q]}}}`, rec.addr())
+	w := runGuarded(t, conf, func(o *Options) { o.Health.Interval = 10 * time.Millisecond })
+	for i := 0; checks.Load() < 40; i++ {
+		if resps, _, _ := exchange(t, w.addr, get, 1, false); len(resps) != 1 || resps[0].StatusCode != 200 {
+			t.Fatalf("request %d after %d checks: %v", i, checks.Load(), statuses(resps))
+		}
+	}
+	if strings.Contains(w.logs.String(), "down") {
+		t.Errorf("flapping backend taken out:\n%s", w.logs.String())
+	}
+}
