@@ -30,11 +30,6 @@ const trailerLimit = 8 << 10
 // the responses to the requests before it, and closes the connection.
 const rejected = "BAD\r\n\r\n"
 
-// badTail follows the bytes of a body with a framing error: a NUL where a
-// chunk size, the CRLF after chunk data or a trailer field line must be, and
-// the end of the trailer net/http waits for.
-const badTail = "\x00\r\n\r\n"
-
 // guardListener hands out guarded connections; see guardConn.
 type guardListener struct {
 	net.Listener
@@ -172,10 +167,9 @@ func (c *guardConn) check() bool {
 			n, reason := c.frame.body(c.buf[c.ready:])
 			c.ready += n
 			if reason != "" {
-				// The bytes up to the error, then a tail no chunked reader
-				// accepts after any of them: the server fails the body
-				// itself, answers 400 and closes.
-				c.buf = append(c.buf[:c.ready], badTail...)
+				// The bytes before the error, then a tail the server's
+				// chunked reader fails on: it answers 400 and closes.
+				c.buf = append(c.buf[:c.ready], c.frame.errTail()...)
 				c.ready = len(c.buf)
 				c.reject(reason, false)
 			}

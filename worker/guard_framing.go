@@ -200,8 +200,8 @@ func (f *framer) start(h headInfo) {
 }
 
 // body consumes body bytes from b and returns how many, stopping where the
-// body ends. A framing error is returned with the bytes up to and including
-// the offending one, so the server meets the same error.
+// body ends. A framing error is returned with the bytes before the
+// offending one; errTail says what to put in its place.
 func (f *framer) body(b []byte) (int, string) {
 	i := 0
 	for i < len(b) && f.state != inHead {
@@ -222,14 +222,31 @@ func (f *framer) body(b []byte) (int, string) {
 		i++
 		if f.state >= inTrailer {
 			if f.trailer++; f.trailer > trailerLimit {
-				return i, "trailer too long"
+				return i - 1, "trailer too long"
 			}
 		}
 		if reason := f.step(c); reason != "" {
-			return i, reason
+			return i - 1, reason
 		}
 	}
 	return i, ""
+}
+
+// errTail replaces the offending byte after body returned an error: bytes
+// no net/http chunked reader accepts in the state where the error was
+// found, so the server fails the body itself instead of waiting for more.
+func (f *framer) errTail() string {
+	switch f.state {
+	case inSize, inSizeExt, inSizeOWS, inSizeLF:
+		return "\r\x00\n" // a CR inside the size line
+	case inDataCR, inDataLF:
+		return "\x00\x00" // not the CRLF after chunk data
+	case inTrailerLine:
+		return "\r\n\x00\r\n\r\n" // end the field line; then a line with no colon
+	case inTrailerLF:
+		return "\n\x00\r\n\r\n"
+	}
+	return "\x00\r\n\r\n" // at a trailer line's start
 }
 
 // step advances the chunked framing by one byte outside chunk data. The
