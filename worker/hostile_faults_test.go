@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -126,9 +127,10 @@ func TestExpectContinue(t *testing.T) {
 	}
 }
 
-// acceptAndClose is a backend that accepts connections and closes them at
-// once, counting them: the request may have been sent, nothing answers.
-func acceptAndClose(t *testing.T, accepted *atomic.Int32) string {
+// readAndReset is a backend that reads the start of a request and then
+// resets the connection, counting the connections that carried request
+// bytes: a backend that may have started on the request.
+func readAndReset(t *testing.T, got *atomic.Int32) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -140,7 +142,10 @@ func acceptAndClose(t *testing.T, accepted *atomic.Int32) string {
 			if err != nil {
 				return
 			}
-			accepted.Add(1)
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if n, _ := c.Read(make([]byte, 16)); n > 0 {
+				got.Add(1)
+			}
 			c.(*net.TCPConn).SetLinger(0)
 			c.Close()
 		}
@@ -148,14 +153,22 @@ func acceptAndClose(t *testing.T, accepted *atomic.Int32) string {
 	return ln.Addr().String()
 }
 
+// refusedAddr is a 127.0.0.1 address that refuses connections: a socket
+// bound to it and never listening, so no other test can take the port.
 func refusedAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
 }
 
 // Retries: a GET is offered to at most 3 backends; a POST whose backend
@@ -165,7 +178,7 @@ func TestRetryBounds(t *testing.T) {
 	var accepted atomic.Int32
 	var dead []string
 	for range 5 {
-		dead = append(dead, acceptAndClose(t, &accepted))
+		dead = append(dead, readAndReset(t, &accepted))
 	}
 	w := runGuarded(t, config(dead...), nil)
 	resps, _, _ := exchange(t, w.addr, get, 1, false)
