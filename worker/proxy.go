@@ -227,19 +227,24 @@ func rewrite(pr *httputil.ProxyRequest) {
 	out.URL.Scheme = "http"
 	out.Host = in.Host
 	ip := clientIP(in.RemoteAddr)
+	xff := ip
 	if prior := in.Header["X-Forwarded-For"]; len(prior) > 0 {
-		out.Header.Set("X-Forwarded-For", strings.Join(prior, ", ")+", "+ip)
-	} else {
-		out.Header.Set("X-Forwarded-For", ip)
+		xff = strings.Join(prior, ", ") + ", " + ip
 	}
-	out.Header.Set("X-Real-Ip", ip)
+	proto := "http"
+	if in.TLS != nil {
+		proto = "https"
+	}
+	// One allocation holds every value set here, instead of one per header;
+	// each slice is capped so that an Add to one header cannot overwrite the
+	// next. The keys are already in canonical form.
+	v := []string{xff, ip, in.Host, proto}
+	h := out.Header
+	h["X-Forwarded-For"] = v[0:1:1]
+	h["X-Real-Ip"] = v[1:2:2]
+	h["X-Forwarded-Host"] = v[2:3:3]
+	h["X-Forwarded-Proto"] = v[3:4:4]
 	// The router put the kept or generated ID on the inbound request; a client
 	// naming it in Connection has had it removed from out.
-	out.Header["X-Request-Id"] = in.Header["X-Request-Id"]
-	out.Header.Set("X-Forwarded-Host", in.Host)
-	if in.TLS != nil {
-		out.Header.Set("X-Forwarded-Proto", "https")
-	} else {
-		out.Header.Set("X-Forwarded-Proto", "http")
-	}
+	h["X-Request-Id"] = in.Header["X-Request-Id"]
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync/atomic"
 )
 
@@ -53,6 +54,11 @@ func clientIP(remoteAddr string) string {
 	ap, err := netip.ParseAddrPort(remoteAddr)
 	if err != nil {
 		return ""
+	}
+	if ap.Addr().Is4() {
+		// netip accepts only the canonical dotted form, so the text before
+		// the port is the answer already: no new string per request.
+		return remoteAddr[:strings.LastIndexByte(remoteAddr, ':')]
 	}
 	return ap.Addr().Unmap().String()
 }
