@@ -28,7 +28,9 @@ func requestID(r *http.Request) string {
 	if v := r.Header["X-Request-Id"]; len(v) == 1 && saneRequestID(v[0]) {
 		return v[0]
 	}
-	return idPrefix + strconv.FormatUint(idCounter.Add(1), 16)
+	// Built on the stack: one allocation, where prefix + FormatUint made two.
+	var buf [64]byte
+	return string(strconv.AppendUint(append(buf[:0], idPrefix...), idCounter.Add(1), 16))
 }
 
 // saneRequestID accepts the IDs that common proxies and tracers generate and
