@@ -1,0 +1,184 @@
+package worker
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"time"
+)
+
+// maxHandshakes bounds the TLS handshakes in progress on one listener; past
+// it, new connections wait in the kernel's accept queue until one ends
+// (each ends within the handshake timeout).
+const maxHandshakes = 4096
+
+// tlsListener completes the TLS handshake itself, so HTTP/1.1 over TLS can
+// be checked like plain HTTP: the guard below TLS only bounds write stalls,
+// and a second guard above it sees the requests in clear. HTTP/2
+// connections go to the server as *tls.Conn, which is how net/http knows
+// to serve them with HTTP/2; HTTP/2 frames its own requests.
+//
+// Each handshake runs in its own goroutine, so a client that never sends
+// its hello holds up no one else.
+type tlsListener struct {
+	ln      net.Listener
+	conf    *tls.Config
+	stall   time.Duration
+	timeout time.Duration // for the whole handshake
+	log     *slog.Logger
+
+	ctx       context.Context // cancelled by Close; aborts handshakes in progress
+	stop      context.CancelFunc
+	conns     chan net.Conn // handshaken, waiting for Accept
+	errs      chan error    // temporary accept errors, for the server's back-off
+	failed    chan struct{} // closed when the raw listener failed for good
+	err       error         // why, set before failed is closed
+	slots     chan struct{} // one per handshake in progress
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// newTLSListener serves TLS with conf on ln. conf is cloned: net/http
+// changes the server's own copy when it sets up HTTP/2.
+func newTLSListener(ln net.Listener, conf *tls.Config, stall, timeout time.Duration, log *slog.Logger) *tlsListener {
+	conf = conf.Clone()
+	ctx, stop := context.WithCancel(context.Background())
+	l := &tlsListener{ln: ln, conf: conf, stall: stall, timeout: timeout, log: log, ctx: ctx, stop: stop,
+		conns: make(chan net.Conn), errs: make(chan error), failed: make(chan struct{}),
+		slots: make(chan struct{}, maxHandshakes)}
+	go l.acceptLoop()
+	return l
+}
+
+// withHTTP offers h2 and http/1.1 as net/http's own TLS serving would,
+// keeping the order and any other protocol (acme-tls/1) configured.
+func withHTTP(protos []string) []string {
+	protos = slices.Clone(protos)
+	for _, p := range []string{"h2", "http/1.1"} {
+		if !slices.Contains(protos, p) {
+			protos = append(protos, p)
+		}
+	}
+	return protos
+}
+
+func (l *tlsListener) acceptLoop() {
+	for {
+		select {
+		case l.slots <- struct{}{}:
+		case <-l.ctx.Done():
+			return
+		}
+		c, err := l.ln.Accept()
+		if err != nil {
+			<-l.slots
+			if l.ctx.Err() != nil {
+				return
+			}
+			// Passed on for the server's back-off (file descriptors
+			// exhausted, say); anything else ends the listener.
+			var ne net.Error
+			//lint:ignore SA1019 the server's Serve decides by Temporary too
+			if errors.As(err, &ne) && ne.Temporary() {
+				select {
+				case l.errs <- err:
+					continue
+				case <-l.ctx.Done():
+					return
+				}
+			}
+			l.err = err
+			close(l.failed)
+			return
+		}
+		go l.handshake(c)
+	}
+}
+
+// handshake hands c to Accept once its handshake is done, or closes it.
+func (l *tlsListener) handshake(raw net.Conn) {
+	defer func() { <-l.slots }()
+	below := &guardConn{Conn: raw, stall: l.stall, log: l.log}
+	below.raw.Store(true) // ciphertext: only the write stall is bounded here
+	tc := tls.Server(below, l.conf)
+	// certGetter may move this deadline while a certificate is issued.
+	_ = below.SetDeadline(time.Now().Add(l.timeout))
+	if err := tc.HandshakeContext(l.ctx); err != nil {
+		var re tls.RecordHeaderError
+		if errors.As(err, &re) && re.Conn != nil && looksLikeHTTP(re.RecordHeader) {
+			_, _ = io.WriteString(re.Conn, "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+		}
+		l.log.Debug("tls handshake failed", "client", raw.RemoteAddr().String(), "err", err)
+		_ = tc.Close()
+		return
+	}
+	_ = below.SetDeadline(time.Time{})
+	var c net.Conn
+	switch proto := tc.ConnectionState().NegotiatedProtocol; proto {
+	case "h2":
+		c = tc
+	case "", "http/1.1":
+		above := &guardConn{Conn: tc, log: l.log} // the stall is bounded below
+		c = &tlsGuardConn{guardConn: above, tls: tc}
+	default:
+		// acme-tls/1: the challenge was answered in the handshake, and the
+		// validator sends nothing more (RFC 8737). net/http closes any
+		// protocol it does not serve likewise.
+		_ = tc.Close()
+		return
+	}
+	select {
+	case l.conns <- c:
+	case <-l.ctx.Done():
+		_ = c.Close()
+	}
+}
+
+// looksLikeHTTP reports whether a TLS record header is the start of a plain
+// HTTP request, which gets the same answer as from net/http's TLS serving.
+func looksLikeHTTP(hdr [5]byte) bool {
+	switch string(hdr[:]) {
+	case "GET /", "HEAD ", "POST ", "PUT /", "OPTIO":
+		return true
+	}
+	return false
+}
+
+func (l *tlsListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case err := <-l.errs:
+		return nil, err
+	case <-l.failed:
+		return nil, l.err
+	case <-l.ctx.Done():
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops accepting and ends the handshakes in progress.
+func (l *tlsListener) Close() error {
+	l.closeOnce.Do(func() {
+		l.stop()
+		l.closeErr = l.ln.Close()
+	})
+	return l.closeErr
+}
+
+func (l *tlsListener) Addr() net.Addr { return l.ln.Addr() }
+
+// tlsGuardConn is a guarded HTTP/1.1 connection over TLS. ConnectionState
+// lets net/http set each request's TLS field as on a *tls.Conn: the router
+// needs it for the scheme, the API's plain-only rule and SNI.
+type tlsGuardConn struct {
+	*guardConn
+	tls *tls.Conn
+}
+
+func (c *tlsGuardConn) ConnectionState() tls.ConnectionState { return c.tls.ConnectionState() }

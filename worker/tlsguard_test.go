@@ -1,0 +1,291 @@
+package worker
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+)
+
+// selfSigned returns a certificate for 127.0.0.1 and app.test, and the
+// pool that trusts it.
+func selfSigned(t testing.TB) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "app.test"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		DNSNames:              []string{"app.test"},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
+}
+
+// runTLS runs a worker with an HTTPS listener serving a fixed certificate
+// (no NextProtos: the worker must offer h2 and http/1.1 itself) and
+// returns it with the HTTPS address and the roots to trust.
+func runTLS(t *testing.T, config string) (*running, string, *x509.CertPool) {
+	t.Helper()
+	cert, pool := selfSigned(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := runGuarded(t, config, func(o *Options) {
+		o.HTTPS = ln
+		o.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	})
+	return w, ln.Addr().String(), pool
+}
+
+// tlsForwarder listens in plain TCP on 127.0.0.1 and carries each
+// connection's bytes over HTTP/1.1-over-TLS (SNI app.test) to target, so
+// raw-byte tests written for the plain listener run over TLS unchanged.
+// The client side is closed once the worker closes its side.
+func tlsForwarder(t *testing.T, target string, roots *x509.CertPool) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	conf := &tls.Config{RootCAs: roots, ServerName: "app.test", NextProtos: []string{"http/1.1"}}
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				tc, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", target, conf)
+				if err != nil {
+					t.Errorf("forwarder: %v", err)
+					return
+				}
+				defer tc.Close()
+				up := make(chan struct{})
+				go func() {
+					defer close(up)
+					// Only the client's end closes the TLS side here: when
+					// the worker closes first, what it sent still comes back.
+					var readErr bool
+					_, _ = io.Copy(tc, readerFunc(func(p []byte) (int, error) {
+						n, err := c.Read(p)
+						readErr = err != nil
+						return n, err
+					}))
+					if readErr {
+						tc.Close()
+					}
+				}()
+				_, _ = io.Copy(c, tc)
+				c.Close()
+				<-up
+			})
+		}
+	})
+	return ln.Addr().String()
+}
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
+
+// HTTP/1.1 over TLS gets the framing checks of the plain listener: every
+// case of the table, refusals and what must keep working alike.
+func TestHostileFramingTLS(t *testing.T) {
+	rec := newRecorder(t, nil)
+	_, addr, roots := runTLS(t, config(rec.addr()))
+	runCases(t, tlsForwarder(t, addr, roots), rec, framingCases)
+}
+
+// A WebSocket over TLS is tunnelled as on the plain listener: the guard
+// above TLS steps aside at the hijack, so the tunnel's bytes are never
+// taken for requests.
+func TestWebSocketOverTLS(t *testing.T) {
+	rec := newRecorder(t, wsBackend)
+	_, addr, roots := runTLS(t, config(rec.addr()))
+	fwd := tlsForwarder(t, addr, roots)
+	early := "POST /x HTTP/1.1\r\nHost: app.test\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+	conn, err := net.Dial("tcp", fwd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(conn, wsHandshake+early)
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 101 {
+		t.Fatalf("handshake: %v %v", resp, err)
+	}
+	io.WriteString(conn, "later")
+	got := make([]byte, len(early)+5)
+	if _, err := io.ReadFull(br, got); err != nil || string(got) != early+"later" {
+		t.Errorf("tunnel echoed %q (%v)", got, err)
+	}
+	if n := len(rec.requests()); n != 1 {
+		t.Errorf("backend parsed %d requests, want the handshake only", n)
+	}
+}
+
+// Both protocols are still negotiated over TLS, and requests on both carry
+// their TLS state: the backend is told the scheme is https.
+func TestTLSProtocolsKeepTLSState(t *testing.T) {
+	rec := newRecorder(t, nil)
+	_, addr, roots := runTLS(t, config(rec.addr()))
+	for _, h2 := range []bool{false, true} {
+		rec.reset()
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "app.test"}, ForceAttemptHTTP2: h2}
+		if !h2 {
+			tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+		}
+		req, _ := http.NewRequest("GET", "https://"+addr+"/x", nil)
+		req.Host = "app.test"
+		resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Do(req)
+		if err != nil {
+			t.Fatalf("h2 %v: %v", h2, err)
+		}
+		resp.Body.Close()
+		tr.CloseIdleConnections()
+		if want := map[bool]int{false: 1, true: 2}[h2]; resp.StatusCode != 200 || resp.ProtoMajor != want {
+			t.Errorf("h2 %v: %s %d, want HTTP/%d 200", h2, resp.Proto, resp.StatusCode, want)
+		}
+		got := rec.requests()
+		if len(got) != 1 || got[0].header.Get("X-Forwarded-Proto") != "https" {
+			t.Errorf("h2 %v: backend got %d requests, X-Forwarded-Proto %q", h2, len(got), got[0].header.Get("X-Forwarded-Proto"))
+		}
+	}
+}
+
+// A client that opens a connection and never says hello does not hold up
+// another client's handshake.
+func TestSilentTLSClientBlocksNoOne(t *testing.T) {
+	rec := newRecorder(t, nil)
+	_, addr, roots := runTLS(t, config(rec.addr()))
+	silent, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "app.test"}}
+	defer tr.CloseIdleConnections()
+	req, _ := http.NewRequest("GET", "https://"+addr+"/x", nil)
+	req.Host = "app.test"
+	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("request behind a silent client: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("status %d", resp.StatusCode)
+	}
+}
+
+// The listener itself: a silent client is closed at the handshake timeout
+// while others are accepted, and Close ends the handshakes in progress and
+// every later Accept.
+func TestTLSListenerTimeoutAndClose(t *testing.T) {
+	cert, roots := selfSigned(t)
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}
+	l := newTLSListener(raw, conf, 0, 300*time.Millisecond, discardLogger())
+	defer l.Close()
+	addr := raw.Addr().String()
+
+	silent, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	accepted := make(chan net.Conn, 2)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	for _, proto := range []string{"http/1.1", "h2"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		d := tls.Dialer{Config: &tls.Config{RootCAs: roots, NextProtos: []string{proto}}}
+		c, err := d.DialContext(ctx, "tcp", addr)
+		cancel()
+		if err != nil {
+			t.Fatalf("%s handshake: %v", proto, err)
+		}
+		defer c.Close()
+		select {
+		case sc := <-accepted:
+			defer sc.Close()
+			_, isTLS := sc.(*tls.Conn)
+			tg, isGuard := sc.(*tlsGuardConn)
+			if proto == "h2" && !isTLS || proto == "http/1.1" && (!isGuard || tg.ConnectionState().NegotiatedProtocol != proto) {
+				t.Errorf("%s: accepted a %T", proto, sc)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: not accepted", proto)
+		}
+	}
+	silent.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := silent.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Errorf("silent client: read %v, want EOF at the handshake timeout", err)
+	}
+
+	waiting, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer waiting.Close()
+	if !waitFor(5*time.Second, func() bool { return len(l.slots) == 1 }) {
+		t.Fatal("second client's handshake never started")
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waiting.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := waiting.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Errorf("handshake in progress at Close: read %v, want EOF", err)
+	}
+	if c, err := l.Accept(); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Accept after Close: %v %v", c, err)
+	}
+}
