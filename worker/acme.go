@@ -216,14 +216,14 @@ type certGetter struct {
 }
 
 // getCertificate lets a first handshake wait for its certificate. The
-// server gives the whole handshake its read-header timeout, and an issuance
+// HTTPS listener gives the whole handshake the read-header timeout, and an issuance
 // can outlast it (seconds with Let's Encrypt; autocert allows 5 minutes):
 // the server's hello would then miss the deadline and the client get a
 // closed connection although the certificate came. Nothing is read or
 // written while the certificate is awaited, so the deadline is set anew
 // once it is there, for the rest of the handshake. A client that sends no
-// hello is still cut at the read-header timeout, and the server clears the
-// deadline after the handshake.
+// hello is still cut at the read-header timeout, and the listener clears
+// the deadline after the handshake.
 func (g *certGetter) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	start := time.Now()
 	cert, err := g.get(hello)

@@ -81,9 +81,14 @@ func Run(ctx context.Context, o Options, ready func()) error {
 	if o.HTTPS != nil && tlsConf == nil {
 		return errors.New("worker: HTTPS listener without ACME or TLS config")
 	}
-	if tlsConf != nil && len(o.TicketKeys) > 0 {
+	if tlsConf != nil {
 		tlsConf = tlsConf.Clone()
-		tlsConf.SetSessionTicketKeys(o.TicketKeys)
+		// As net/http's own TLS serving: the server enables HTTP/2 only
+		// when its TLSConfig offers h2.
+		tlsConf.NextProtos = withHTTP(tlsConf.NextProtos)
+		if len(o.TicketKeys) > 0 {
+			tlsConf.SetSessionTicketKeys(o.TicketKeys)
+		}
 	}
 	checker.Round(ctx)
 	for _, r := range rt.routes {
@@ -96,7 +101,7 @@ func Run(ctx context.Context, o Options, ready func()) error {
 	s := newServers(rt, o)
 	s.serve(guard(o.HTTP, true, o.Timeout, o.Logger), plain, nil)
 	if o.HTTPS != nil {
-		s.serve(guard(o.HTTPS, false, o.Timeout, o.Logger), rt, tlsConf)
+		s.serve(newTLSListener(o.HTTPS, tlsConf, o.Timeout, readHeaderTimeout, o.Logger), rt, tlsConf)
 	}
 	if ready != nil {
 		ready()
@@ -196,12 +201,9 @@ func (s *servers) serve(ln net.Listener, h http.Handler, tlsConf *tls.Config) {
 	s.list = append(s.list, srv)
 	s.lns = append(s.lns, ln)
 	go func() {
-		var err error
-		if tlsConf != nil {
-			err = srv.ServeTLS(ln, "", "")
-		} else {
-			err = srv.Serve(ln)
-		}
+		// A TLS listener hands over handshaken connections: *tls.Conn for
+		// HTTP/2, which needs TLSConfig to offer h2; guarded HTTP/1.1 otherwise.
+		err := srv.Serve(ln)
 		if !s.rt.draining.Load() && !errors.Is(err, http.ErrServerClosed) {
 			s.failed <- fmt.Errorf("serve %s: %w", ln.Addr(), err)
 		}
@@ -232,7 +234,7 @@ func (s *servers) track(h http.Handler) http.Handler {
 }
 
 func (s *servers) connState(c net.Conn, st http.ConnState) {
-	if g, ok := c.(*guardConn); ok && st == http.StateHijacked {
+	if g, ok := c.(interface{ hijacked() }); ok && st == http.StateHijacked {
 		g.hijacked() // what follows belongs to the tunnel
 	}
 	s.mu.Lock()
