@@ -30,19 +30,19 @@ const trailerLimit = 8 << 10
 // the responses to the requests before it, and closes the connection.
 const rejected = "BAD\r\n\r\n"
 
-// guardListener hands out guarded connections; see guardConn.
+// guardListener hands out guarded plain-HTTP connections; see guardConn.
+// The TLS listener (tlsListener) builds its own guards above TLS.
 type guardListener struct {
 	net.Listener
-	checkHeads bool          // false for TLS, where the guard sees ciphertext
-	stall      time.Duration // longest a client may leave one write blocked; 0 means no limit
-	log        *slog.Logger
+	stall time.Duration // longest a client may leave one write blocked; 0 means no limit
+	log   *slog.Logger
 }
 
-// guard wraps ln. With checkHeads, every request head is checked before the
-// HTTP server reads it; in every case a client that stops reading cannot
-// block a response (and the backend connection behind it) longer than stall.
-func guard(ln net.Listener, checkHeads bool, stall time.Duration, log *slog.Logger) net.Listener {
-	return &guardListener{Listener: ln, checkHeads: checkHeads, stall: stall, log: log}
+// guard wraps ln so that every request head is checked before the HTTP
+// server reads it, and a client that stops reading cannot block a response
+// (and the backend connection behind it) longer than stall.
+func guard(ln net.Listener, stall time.Duration, log *slog.Logger) net.Listener {
+	return &guardListener{Listener: ln, stall: stall, log: log}
 }
 
 func (l *guardListener) Accept() (net.Conn, error) {
@@ -50,9 +50,7 @@ func (l *guardListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &guardConn{Conn: c, stall: l.stall, log: l.log}
-	g.raw.Store(!l.checkHeads)
-	return g, nil
+	return &guardConn{Conn: c, stall: l.stall, log: l.log}, nil
 }
 
 // guardConn sits between a client connection and net/http. It follows the

@@ -99,7 +99,7 @@ func Run(ctx context.Context, o Options, ready func()) error {
 	go checker.Run(hctx)
 
 	s := newServers(rt, o)
-	s.serve(guard(o.HTTP, true, o.Timeout, o.Logger), plain, nil)
+	s.serve(guard(o.HTTP, o.Timeout, o.Logger), plain, nil)
 	if o.HTTPS != nil {
 		s.serve(newTLSListener(o.HTTPS, tlsConf, o.Timeout, readHeaderTimeout, o.Logger), rt, tlsConf)
 	}
