@@ -3,10 +3,13 @@ module srp
 go 1.26.0
 
 require (
-	github.com/cloudflare/tableflip v1.2.3 // indirect
+	github.com/cloudflare/tableflip v1.2.3
 	golang.org/x/crypto v0.59.0
+	golang.org/x/sys v0.50.0
+)
+
+require (
 	golang.org/x/net v0.62.0 // indirect
-	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/text v0.44.0 // indirect
 )
 
