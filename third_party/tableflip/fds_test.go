@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"testing"
 )
 
@@ -364,6 +365,8 @@ func TestFdsFiles(t *testing.T) {
 		t.Fatalf("Expected %d files, got %d", len(testcases), len(files))
 	}
 
+	// Files comes from a map: compare in name order, not map order.
+	sort.Slice(files, func(i, j int) bool { return files[i].Name() < files[j].Name() })
 	for i, ff := range files {
 		tc := testcases[i]
 
