@@ -21,6 +21,7 @@ type router struct {
 	snap     *registry.Snapshot
 	routes   map[*registry.Service]*route // built once; read-only afterwards
 	api      *api.Handler                 // nil when the API is off
+	backends *backends                    // the fast path's backend connections
 	draining *atomic.Bool
 }
 

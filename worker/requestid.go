@@ -35,7 +35,7 @@ func requestID(r *http.Request) string {
 
 // saneRequestID accepts the IDs that common proxies and tracers generate and
 // nothing that could break a log line or a header.
-func saneRequestID(id string) bool {
+func saneRequestID[T string | []byte](id T) bool {
 	if len(id) == 0 || len(id) > 128 {
 		return false
 	}

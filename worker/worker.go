@@ -47,6 +47,7 @@ type Options struct {
 	TicketKeys [][32]byte
 
 	idleTimeout time.Duration // keep-alive idle limit; zero means 75s; unexported so only tests shorten it
+	noFastPath  bool          // serve every request through net/http, to compare the two paths in tests
 }
 
 // Run serves until ctx is cancelled, then drains and returns. ready is called
@@ -99,9 +100,11 @@ func Run(ctx context.Context, o Options, ready func()) error {
 	go checker.Run(hctx)
 
 	s := newServers(rt, o)
-	s.serve(guard(o.HTTP, o.Timeout, o.Logger), plain, nil)
+	// In HTTPS mode the plain listener redirects rather than proxies, so
+	// only the router's own listeners have a fast path.
+	s.serve(guard(o.HTTP, o.Timeout, o.Logger), plain, nil, o.ACME == nil && !o.noFastPath)
 	if o.HTTPS != nil {
-		s.serve(newTLSListener(o.HTTPS, tlsConf, o.Timeout, readHeaderTimeout, o.Logger), rt, tlsConf)
+		s.serve(newTLSListener(o.HTTPS, tlsConf, o.Timeout, readHeaderTimeout, o.Logger), rt, tlsConf, !o.noFastPath)
 	}
 	if ready != nil {
 		ready()
@@ -124,12 +127,14 @@ func build(o Options) (*router, *health.Checker) {
 	errs := newErrorHandler(o.Logger)
 	rt := &router{snap: o.Snapshot, routes: map[*registry.Service]*route{}, draining: new(atomic.Bool)}
 	var targets []health.Target
+	var addrs []string
 	for _, svc := range o.Snapshot.Services() {
 		if svc.Redirect != nil {
 			continue
 		}
 		p := newPool(svc, transport)
 		rt.routes[svc] = &route{pool: p, proxy: newReverseProxy(p, errs)}
+		addrs = append(addrs, svc.Backends...)
 		if svc.HealthPath != "" {
 			targets = append(targets, p.targets...)
 		}
@@ -145,6 +150,7 @@ func build(o Options) (*router, *health.Checker) {
 		}
 	}
 	checker = health.New(targets, hopts)
+	rt.backends = newBackends(addrs)
 	rt.api = api.New(o.Snapshot, rt.healthy)
 	return rt, checker
 }
@@ -152,6 +158,7 @@ func build(o Options) (*router, *health.Checker) {
 // closeIdle closes the backend connections kept alive for rt, so a worker
 // that has drained leaves no connection or goroutine behind.
 func closeIdle(rt *router) {
+	rt.backends.closeIdle()
 	for _, r := range rt.routes {
 		if t, ok := r.pool.rt.(interface{ CloseIdleConnections() }); ok {
 			t.CloseIdleConnections()
@@ -175,19 +182,25 @@ type servers struct {
 	idle  chan struct{} // closed when conns drops to 0 while draining
 
 	idleTimeout time.Duration // for keep-alive connections between requests
+	timeout     time.Duration // for a backend's response head
+	fast        *fastSet
 }
 
 func newServers(rt *router, o Options) *servers {
 	base, cancel := context.WithCancel(context.Background())
-	return &servers{rt: rt, log: o.Logger, base: base, cancel: cancel, failed: make(chan error, 2),
-		idleTimeout: cmp.Or(o.idleTimeout, 75*time.Second)}
+	s := &servers{rt: rt, log: o.Logger, base: base, cancel: cancel, failed: make(chan error, 2),
+		idleTimeout: cmp.Or(o.idleTimeout, 75*time.Second), timeout: o.Timeout}
+	s.fast = &fastSet{s: s, conns: map[*fastConn]struct{}{}}
+	return s
 }
 
 // readHeaderTimeout also bounds the TLS handshake (see certGetter for the
 // exception while a certificate is issued).
 const readHeaderTimeout = 10 * time.Second
 
-func (s *servers) serve(ln net.Listener, h http.Handler, tlsConf *tls.Config) {
+// serve serves ln with h; with fast, the fast path takes the requests it
+// can and net/http gets the connections it hands over.
+func (s *servers) serve(ln net.Listener, h http.Handler, tlsConf *tls.Config, fast bool) {
 	srv := &http.Server{
 		Handler:           s.track(h),
 		TLSConfig:         tlsConf,
@@ -200,10 +213,16 @@ func (s *servers) serve(ln net.Listener, h http.Handler, tlsConf *tls.Config) {
 	}
 	s.list = append(s.list, srv)
 	s.lns = append(s.lns, ln)
+	served := ln
+	if fast {
+		hand := newHandoff(ln.Addr())
+		served = hand
+		go s.acceptFast(ln, hand)
+	}
 	go func() {
 		// A TLS listener hands over handshaken connections: *tls.Conn for
 		// HTTP/2, which needs TLSConfig to offer h2; guarded HTTP/1.1 otherwise.
-		err := srv.Serve(ln)
+		err := srv.Serve(served)
 		if !s.rt.draining.Load() && !errors.Is(err, http.ErrServerClosed) {
 			s.failed <- fmt.Errorf("serve %s: %w", ln.Addr(), err)
 		}
@@ -237,17 +256,22 @@ func (s *servers) connState(c net.Conn, st http.ConnState) {
 	if g, ok := c.(interface{ hijacked() }); ok && st == http.StateHijacked {
 		g.hijacked() // what follows belongs to the tunnel
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	switch st {
 	case http.StateNew:
-		s.conns++
+		s.countConn(1)
 	case http.StateClosed, http.StateHijacked:
-		s.conns--
-		if s.conns == 0 && s.idle != nil {
-			close(s.idle)
-			s.idle = nil
-		}
+		s.countConn(-1)
+	}
+}
+
+// countConn counts the client connections open, on either path.
+func (s *servers) countConn(delta int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.conns += delta
+	if s.conns == 0 && s.idle != nil {
+		close(s.idle)
+		s.idle = nil
 	}
 }
 
@@ -276,6 +300,7 @@ func (s *servers) drain(grace, limit time.Duration) {
 
 	ctx, cancel := context.WithDeadline(context.Background(), start.Add(limit))
 	defer cancel()
+	s.fast.closeIdle()
 	var wg sync.WaitGroup
 	for _, srv := range s.list {
 		wg.Go(func() { _ = srv.Shutdown(ctx) })
@@ -289,6 +314,7 @@ func (s *servers) drain(grace, limit time.Duration) {
 		s.log.Warn("drain deadline reached, closing remaining connections", "limit", limit.String())
 	}
 	s.cancel()
+	s.fast.abort()
 	// Cancelled handlers return at once; give them that moment to finish
 	// their responses (see track) before every connection is cut.
 	select {
@@ -298,6 +324,7 @@ func (s *servers) drain(grace, limit time.Duration) {
 	for _, srv := range s.list {
 		_ = srv.Close()
 	}
+	s.fast.close()
 	<-done
 	s.log.Info("worker drained", "took", time.Since(start).Round(time.Millisecond).String())
 }

@@ -1,0 +1,135 @@
+package worker
+
+import (
+	"context"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// backendIdleTimeout and maxIdlePerBackend are newTransport's settings.
+const (
+	backendIdleTimeout = 90 * time.Second
+	maxIdlePerBackend  = 256
+)
+
+// backendConn is a keep-alive connection to one backend on the fast path.
+type backendConn struct {
+	net.Conn
+	addr string
+	raw  syscall.RawConn
+	buf  []byte // response bytes read; buf[off:] not consumed
+	off  int
+	used time.Time // when it went idle
+}
+
+// backends keeps the fast path's idle backend connections, by address.
+type backends struct {
+	dialer net.Dialer
+	idle   map[string]*idleConns // fixed at build time
+}
+
+type idleConns struct {
+	mu     sync.Mutex
+	conns  []*backendConn
+	closed bool
+}
+
+func newBackends(addrs []string) *backends {
+	b := &backends{dialer: net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second},
+		idle: make(map[string]*idleConns, len(addrs))}
+	for _, a := range addrs {
+		b.idle[a] = &idleConns{}
+	}
+	return b
+}
+
+// get returns an idle connection to addr that the backend has not closed,
+// or a new one. A failed dial is a *dialError: nothing was sent.
+func (b *backends) get(addr string) (*backendConn, error) {
+	ic := b.idle[addr]
+	for ic != nil {
+		ic.mu.Lock()
+		n := len(ic.conns)
+		if n == 0 {
+			ic.mu.Unlock()
+			break
+		}
+		c := ic.conns[n-1]
+		ic.conns = ic.conns[:n-1]
+		ic.mu.Unlock()
+		if time.Since(c.used) < backendIdleTimeout && c.alive() {
+			return c, nil
+		}
+		_ = c.Close()
+	}
+	nc, err := b.dialer.DialContext(context.Background(), "tcp", addr)
+	if err != nil {
+		return nil, &dialError{err}
+	}
+	c := &backendConn{Conn: nc, addr: addr, buf: make([]byte, 0, 16<<10)}
+	if sc, ok := nc.(syscall.Conn); ok {
+		c.raw, _ = sc.SyscallConn()
+	}
+	return c, nil
+}
+
+// put keeps c for the next request to its backend.
+func (b *backends) put(c *backendConn) {
+	ic := b.idle[c.addr]
+	c.buf, c.off, c.used = c.buf[:0], 0, time.Now()
+	ic.mu.Lock()
+	if ic.closed || len(ic.conns) >= maxIdlePerBackend {
+		ic.mu.Unlock()
+		_ = c.Close()
+		return
+	}
+	ic.conns = append(ic.conns, c)
+	ic.mu.Unlock()
+}
+
+// closeIdle closes every idle connection and keeps no more.
+func (b *backends) closeIdle() {
+	for _, ic := range b.idle {
+		ic.mu.Lock()
+		for _, c := range ic.conns {
+			_ = c.Close()
+		}
+		ic.conns, ic.closed = nil, true
+		ic.mu.Unlock()
+	}
+}
+
+// alive reports whether the backend kept the idle connection open and sent
+// nothing on it. A peek costs one system call, where a reader goroutine per
+// connection (as net/http's Transport keeps) costs a wake-up per response.
+func (c *backendConn) alive() bool {
+	return c.raw != nil && peek(c.raw) == peekEmpty
+}
+
+const (
+	peekEmpty  = iota // open, nothing to read
+	peekData          // bytes waiting
+	peekClosed        // the peer closed or reset the connection
+)
+
+// peek looks at a socket without reading from it or waiting. Control, not
+// Read: a read deadline that has passed must not hide the answer.
+func peek(rc syscall.RawConn) int {
+	res := peekClosed
+	err := rc.Control(func(fd uintptr) {
+		var b [1]byte
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		switch {
+		case n > 0:
+			res = peekData
+		case err == syscall.EAGAIN || err == syscall.EWOULDBLOCK || err == syscall.EINTR:
+			res = peekEmpty
+		}
+	})
+	if err != nil {
+		return peekClosed
+	}
+	return res
+}
