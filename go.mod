@@ -2,6 +2,9 @@ module srp
 
 go 1.26.0
 
+// Go 1.26.10 fixes net/http, crypto/tls and crypto/x509 flaws srp's code reaches (govulncheck).
+toolchain go1.26.10
+
 require (
 	github.com/cloudflare/tableflip v1.2.3
 	golang.org/x/crypto v0.59.0
