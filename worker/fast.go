@@ -65,11 +65,12 @@ type request struct {
 	method   []byte
 	target   []byte
 	host     []byte
-	length   int  // Content-Length
-	size     int  // head plus body
-	close    bool // the client asked to close after this response
-	trailers bool // TE: trailers, passed on as ReverseProxy does
-	id       []byte
+	length   int        // Content-Length
+	size     int        // head plus body
+	close    bool       // the client asked to close after this response
+	trailers bool       // TE: trailers, passed on as ReverseProxy does
+	id       []byte     // the client's, or generated into idBuf
+	idBuf    [40]byte   // an 8-byte prefix in hex, a dash and a 64-bit counter in hex
 	conn     connTokens // header names the client listed in Connection
 	svc      *route
 }

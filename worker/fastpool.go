@@ -22,6 +22,8 @@ type backendConn struct {
 	buf  []byte // response bytes read; buf[off:] not consumed
 	off  int
 	used time.Time // when it went idle
+
+	answered int // response bytes read for the request in progress
 }
 
 // backends keeps the fast path's idle backend connections, by address.
@@ -46,10 +48,10 @@ func newBackends(addrs []string) *backends {
 }
 
 // get returns an idle connection to addr that the backend has not closed,
-// or a new one. A failed dial is a *dialError: nothing was sent.
-func (b *backends) get(addr string) (*backendConn, error) {
+// or with fresh a new one. A failed dial is a *dialError: nothing was sent.
+func (b *backends) get(addr string, fresh bool) (c *backendConn, reused bool, err error) {
 	ic := b.idle[addr]
-	for ic != nil {
+	for ic != nil && !fresh {
 		ic.mu.Lock()
 		n := len(ic.conns)
 		if n == 0 {
@@ -60,19 +62,20 @@ func (b *backends) get(addr string) (*backendConn, error) {
 		ic.conns = ic.conns[:n-1]
 		ic.mu.Unlock()
 		if time.Since(c.used) < backendIdleTimeout && c.alive() {
-			return c, nil
+			c.answered = 0
+			return c, true, nil
 		}
 		_ = c.Close()
 	}
 	nc, err := b.dialer.DialContext(context.Background(), "tcp", addr)
 	if err != nil {
-		return nil, &dialError{err}
+		return nil, false, &dialError{err}
 	}
-	c := &backendConn{Conn: nc, addr: addr, buf: make([]byte, 0, 16<<10)}
+	c = &backendConn{Conn: nc, addr: addr, buf: make([]byte, 0, 16<<10)}
 	if sc, ok := nc.(syscall.Conn); ok {
 		c.raw, _ = sc.SyscallConn()
 	}
-	return c, nil
+	return c, false, nil
 }
 
 // put keeps c for the next request to its backend.

@@ -114,12 +114,26 @@ func (f *fastConn) write(b []byte) error {
 // client. sent reports that the client has seen part of a response, so
 // nothing else may be sent; keep, that both connections stay open.
 func (f *fastConn) exchange(r *request, addr string) (keep, sent bool, err error) {
-	bc, err := f.s.rt.backends.get(addr)
-	if err != nil {
-		return false, false, err
+	for fresh := false; ; fresh = true {
+		bc, reused, err := f.s.rt.backends.get(addr, fresh)
+		if err != nil {
+			return false, false, err
+		}
+		f.be.Store(bc)
+		keep, sent, err = f.exchangeOn(bc, r)
+		f.be.Store(nil)
+		// A kept connection the backend closed just as it was reused (it
+		// was alive when peeked): the backend saw nothing it could have
+		// answered, so the request goes again on a new connection, as
+		// net/http's Transport retries it.
+		if err != nil && !sent && reused && bc.answered == 0 && f.retryable(r, err) && !isTimeout(err) {
+			continue
+		}
+		return keep, sent, err
 	}
-	f.be.Store(bc)
-	defer f.be.Store(nil)
+}
+
+func (f *fastConn) exchangeOn(bc *backendConn, r *request) (keep, sent bool, err error) {
 	if f.aborted.Load() {
 		_ = bc.Close()
 		return false, false, errClientGone
@@ -184,13 +198,9 @@ func (f *fastConn) appendRequest(b []byte, r *request) []byte {
 		b = append(b, "\r\nX-Forwarded-Proto: http\r\nX-Request-Id: "...)
 	}
 	if r.id == nil {
-		start := len(b)
-		b = append(b, idPrefix...)
-		b = strconv.AppendUint(b, idCounter.Add(1), 16)
-		r.id = b[start:len(b):len(b)] // logged from the same bytes
-	} else {
-		b = append(b, r.id...)
+		r.id = strconv.AppendUint(append(r.idBuf[:0], idPrefix...), idCounter.Add(1), 16)
 	}
+	b = append(b, r.id...)
 	if r.trailers {
 		b = append(b, "\r\nTe: trailers"...)
 	}
@@ -243,6 +253,7 @@ func (f *fastConn) readResponse(bc *backendConn, r *request) (response, error) {
 		bc.makeRoom()
 		n, err := bc.Read(bc.buf[len(bc.buf):cap(bc.buf)])
 		bc.buf = bc.buf[:len(bc.buf)+n]
+		bc.answered += n
 		if n > 0 {
 			continue
 		}
