@@ -1,8 +1,10 @@
 // Command bench.d is the helper scripts/bench runs: a sample backend with
-// fixed-size answers, a holder of idle keep-alive connections that reports
-// what they cost a server in memory, and a free-port finder.
+// fixed-size answers, the baseline Go reverse proxy, a holder of idle
+// keep-alive connections that reports what they cost a server in memory,
+// and a free-port finder.
 //
 //	bench.d backend -addr 127.0.0.1:9001   answers /64 with 64 bytes, /16k with 16 KiB
+//	bench.d goproxy -addr A -backends B1,B2  httputil.ReverseProxy with a tuned pool
 //	bench.d idle -addr A -host H -n 1000 -pid P
 //	bench.d ports -n 6                     prints n free loopback ports
 package main
@@ -17,10 +19,12 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/http/httputil"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -28,13 +32,15 @@ func main() {
 	log.SetFlags(0)
 	log.SetPrefix("bench.d: ")
 	if len(os.Args) < 2 {
-		log.Fatal("usage: bench.d backend|idle|ports [flags]")
+		log.Fatal("usage: bench.d backend|goproxy|idle|ports [flags]")
 	}
 	args := os.Args[2:]
 	var err error
 	switch os.Args[1] {
 	case "backend":
 		err = backend(args)
+	case "goproxy":
+		err = goproxy(args)
 	case "idle":
 		err = idle(args)
 	case "ports":
@@ -185,3 +191,36 @@ func ports(args []string) error {
 	}
 	return nil
 }
+
+// goproxy is the Go baseline: httputil.ReverseProxy as a careful Go user
+// would set it up (round robin, a keep-alive pool as large as the load, a
+// buffer pool, the same forwarding headers as the other proxies).
+func goproxy(args []string) error {
+	fs := flag.NewFlagSet("goproxy", flag.ExitOnError)
+	addr := fs.String("addr", "127.0.0.1:9000", "listen `address`")
+	list := fs.String("backends", "", "comma-separated backend `addresses`")
+	_ = fs.Parse(args)
+	backends := strings.Split(*list, ",")
+	var next, ids atomic.Uint64
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Host = backends[next.Add(1)%uint64(len(backends))]
+			pr.Out.Host = pr.In.Host
+			pr.SetXForwarded()
+			ip, _, _ := net.SplitHostPort(pr.In.RemoteAddr)
+			pr.Out.Header.Set("X-Real-Ip", ip)
+			pr.Out.Header.Set("X-Request-Id", strconv.FormatUint(ids.Add(1), 16))
+		},
+		Transport: &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 256,
+			IdleConnTimeout: 90 * time.Second, DisableCompression: true},
+		BufferPool: &bufPool{p: sync.Pool{New: func() any { return new([32 << 10]byte) }}},
+	}
+	srv := &http.Server{Addr: *addr, Handler: rp, ReadHeaderTimeout: 10 * time.Second}
+	return srv.ListenAndServe()
+}
+
+type bufPool struct{ p sync.Pool }
+
+func (b *bufPool) Get() []byte  { return b.p.Get().(*[32 << 10]byte)[:] }
+func (b *bufPool) Put(v []byte) { b.p.Put((*[32 << 10]byte)(v)) }
