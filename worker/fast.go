@@ -50,6 +50,11 @@ type fastConn struct {
 	vecArr [2][]byte
 	first  bool // no request read yet: the header timeout applies from the start
 
+	// Deadlines are set only when the one in place would not do: setting
+	// one costs more than the rest of the request's own work on the path.
+	rdl, wdl  time.Time // the read and write deadlines in place
+	lastWrite time.Time // the end of the last response: idle time counts from here
+
 	lastHost []byte // Host of the previous request and its string, to
 	hostStr  string // avoid a new string per request on a keep-alive connection
 
@@ -179,14 +184,19 @@ func (f *fastConn) next(r *request) int {
 			return nextHandoff // a large head: the guard checks it
 		}
 		f.compact()
-		if len(pending) == 0 && !f.first {
+		idle := len(pending) == 0 && !f.first
+		if idle {
 			f.idle.Store(true)
 			if f.s.fast.closing.Load() {
 				return nextClose
 			}
-			_ = f.rw.SetReadDeadline(time.Now().Add(f.s.idleTimeout))
+			// An earlier deadline still in place only wakes this wait
+			// early; see below.
+			if !f.rdl.After(f.lastWrite) {
+				f.setReadDeadline(f.lastWrite.Add(f.s.idleTimeout))
+			}
 		} else if !headerDeadline {
-			_ = f.rw.SetReadDeadline(time.Now().Add(readHeaderTimeout))
+			f.setReadDeadline(time.Now().Add(readHeaderTimeout))
 			headerDeadline = true
 		}
 		n, err := f.rw.Read(f.buf[len(f.buf):cap(f.buf)])
@@ -194,6 +204,11 @@ func (f *fastConn) next(r *request) int {
 		f.first = false
 		f.buf = f.buf[:len(f.buf)+n]
 		if n == 0 && err != nil {
+			if end := f.lastWrite.Add(f.s.idleTimeout); idle && isTimeout(err) &&
+				!f.s.fast.closing.Load() && time.Now().Before(end) {
+				f.setReadDeadline(end) // woken by a header deadline set before
+				continue
+			}
 			if isTimeout(err) && bodyWait {
 				// The head is here but the body is slow: net/http waits
 				// for a body without a deadline, so let it.
@@ -202,6 +217,11 @@ func (f *fastConn) next(r *request) int {
 			return nextClose
 		}
 	}
+}
+
+func (f *fastConn) setReadDeadline(t time.Time) {
+	f.rdl = t
+	_ = f.rw.SetReadDeadline(t)
 }
 
 // compact makes room for more bytes: the unread ones move to the front,
@@ -221,7 +241,7 @@ func (f *fastConn) compact() {
 // handoff gives the connection, with the bytes read but not served, to
 // net/http. The guard checks them as if they had just arrived.
 func (f *fastConn) handoff(hand *handoffListener) bool {
-	_ = f.rw.SetReadDeadline(time.Time{})
+	f.setReadDeadline(time.Time{})
 	f.guard.buf = append(make([]byte, 0, max(fastBufSize, len(f.buf)-f.off)), f.buf[f.off:]...)
 	return hand.hand(f.c)
 }

@@ -115,7 +115,7 @@ func (f *fastConn) readBody(bc *backendConn) (int, error) {
 		if f.clientGone() {
 			return 0, errClientGone
 		}
-		_ = bc.SetReadDeadline(time.Now().Add(clientPoll))
+		bc.setReadDeadline(time.Now().Add(clientPoll))
 	}
 }
 
@@ -126,9 +126,7 @@ func (f *fastConn) writeWith(body []byte) error {
 		f.out = append(f.out, body...)
 		return f.write(f.out)
 	}
-	if f.stall > 0 {
-		_ = f.rw.SetWriteDeadline(time.Now().Add(f.stall))
-	}
+	f.armWrite()
 	f.vec = append(net.Buffers(f.vecArr[:0]), f.out, body)
 	_, err := f.vec.WriteTo(f.rw)
 	return err

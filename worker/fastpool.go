@@ -14,6 +14,14 @@ const (
 	maxIdlePerBackend  = 256
 )
 
+// trustIdle is how long a kept connection may sit unused and still be
+// reused without a peek for a request that may be sent again: no backend
+// closes a keep-alive connection for idleness this soon, and one closed
+// for another reason (a backend restarting) fails without an answer, so
+// the request goes again on a new connection. Requests that may not be
+// sent twice always get the peek.
+const trustIdle = 100 * time.Millisecond
+
 // backendConn is a keep-alive connection to one backend on the fast path.
 type backendConn struct {
 	net.Conn
@@ -22,6 +30,7 @@ type backendConn struct {
 	buf  []byte // response bytes read; buf[off:] not consumed
 	off  int
 	used time.Time // when it went idle
+	rdl  time.Time // the read deadline in place
 
 	answered int // response bytes read for the request in progress
 }
@@ -48,8 +57,9 @@ func newBackends(addrs []string) *backends {
 }
 
 // get returns an idle connection to addr that the backend has not closed,
-// or with fresh a new one. A failed dial is a *dialError: nothing was sent.
-func (b *backends) get(addr string, fresh bool) (c *backendConn, reused bool, err error) {
+// or with fresh a new one; see trustIdle for resendable. A failed dial is
+// a *dialError: nothing was sent.
+func (b *backends) get(addr string, fresh, resendable bool) (c *backendConn, reused bool, err error) {
 	ic := b.idle[addr]
 	for ic != nil && !fresh {
 		ic.mu.Lock()
@@ -61,7 +71,8 @@ func (b *backends) get(addr string, fresh bool) (c *backendConn, reused bool, er
 		c := ic.conns[n-1]
 		ic.conns = ic.conns[:n-1]
 		ic.mu.Unlock()
-		if time.Since(c.used) < backendIdleTimeout && c.alive() {
+		idle := time.Since(c.used)
+		if idle < backendIdleTimeout && (resendable && idle < trustIdle || c.alive()) {
 			c.answered = 0
 			return c, true, nil
 		}
@@ -102,6 +113,11 @@ func (b *backends) closeIdle() {
 		ic.conns, ic.closed = nil, true
 		ic.mu.Unlock()
 	}
+}
+
+func (c *backendConn) setReadDeadline(t time.Time) {
+	c.rdl = t
+	_ = c.SetReadDeadline(t)
 }
 
 // alive reports whether the backend kept the idle connection open and sent

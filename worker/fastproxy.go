@@ -76,6 +76,12 @@ func (f *fastConn) retryable(r *request, err error) bool {
 	case isTimeout(err):
 		return false // slow, not gone: three backends would triple the wait
 	}
+	return r.idempotent()
+}
+
+// idempotent reports a request that may be sent again after a backend
+// failed it, as pool.RoundTrip decides.
+func (r *request) idempotent() bool {
 	switch string(r.method) {
 	case "GET", "HEAD", "OPTIONS":
 		return r.length == 0
@@ -103,11 +109,20 @@ func (f *fastConn) logError(r *request, status int, err error) {
 
 // write sends b to the client within the stall limit.
 func (f *fastConn) write(b []byte) error {
-	if f.stall > 0 {
-		_ = f.rw.SetWriteDeadline(time.Now().Add(f.stall))
-	}
+	f.armWrite()
 	_, err := f.rw.Write(b)
 	return err
+}
+
+// armWrite gives the next write at least 7/8 of the stall limit and at
+// most all of it; the deadline moves only when less than that is left.
+func (f *fastConn) armWrite() {
+	now := time.Now()
+	f.lastWrite = now
+	if f.stall > 0 && f.wdl.Sub(now) < f.stall-f.stall/8 {
+		f.wdl = now.Add(f.stall)
+		_ = f.rw.SetWriteDeadline(f.wdl)
+	}
 }
 
 // exchange sends r to the backend at addr and copies its response to the
@@ -115,7 +130,7 @@ func (f *fastConn) write(b []byte) error {
 // nothing else may be sent; keep, that both connections stay open.
 func (f *fastConn) exchange(r *request, addr string) (keep, sent bool, err error) {
 	for fresh := false; ; fresh = true {
-		bc, reused, err := f.s.rt.backends.get(addr, fresh)
+		bc, reused, err := f.s.rt.backends.get(addr, fresh, r.idempotent())
 		if err != nil {
 			return false, false, err
 		}
@@ -224,8 +239,14 @@ type response struct {
 // readResponse reads the final response head, passing 1xx informational
 // responses on to the client as ReverseProxy does.
 func (f *fastConn) readResponse(bc *backendConn, r *request) (response, error) {
-	limit := time.Now().Add(f.s.timeout)
-	_ = bc.SetReadDeadline(time.Now().Add(min(clientPoll, time.Until(limit))))
+	now := time.Now()
+	limit := now.Add(f.s.timeout)
+	// The read deadline is a wake-up to look at the client and the clock.
+	// One set for an earlier request is earlier than this one's limit and
+	// may stay if it is not too close.
+	if wake := min(clientPoll, f.s.timeout); bc.rdl.Sub(now) < wake/2 {
+		bc.setReadDeadline(now.Add(wake))
+	}
 	for {
 		pending := bc.buf[bc.off:]
 		if end, ok := headEnd(pending, 0); ok {
@@ -263,13 +284,14 @@ func (f *fastConn) readResponse(bc *backendConn, r *request) (response, error) {
 			}
 			return response{}, err
 		}
-		if !time.Now().Before(limit) {
+		now := time.Now()
+		if !now.Before(limit) {
 			return response{}, err
 		}
 		if f.clientGone() {
 			return response{}, errClientGone
 		}
-		_ = bc.SetReadDeadline(time.Now().Add(min(clientPoll, time.Until(limit))))
+		bc.setReadDeadline(now.Add(min(clientPoll, limit.Sub(now))))
 	}
 }
 
