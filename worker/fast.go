@@ -34,10 +34,11 @@ const (
 // fastConn is one client connection on the fast path.
 type fastConn struct {
 	s     *servers
-	c     net.Conn      // as accepted; handed to net/http as it is
-	guard *guardConn    // inside c: gets the bytes already read on a hand-off
-	rw    net.Conn      // requests are read and responses written here
-	raw   syscall.Conn  // the TCP connection, to see a client leave
+	c     net.Conn     // as accepted; handed to net/http as it is
+	guard *guardConn   // inside c: gets the bytes already read on a hand-off
+	rw    net.Conn     // requests are read and responses written here
+	tcp   syscall.Conn // the TCP connection, to see a client leave
+	raw   syscall.RawConn
 	tls   *tls.Conn     // nil on plain HTTP
 	sni   string        // normalized server name the client asked for
 	ip    string        // the client's address, as backends are told it
@@ -125,7 +126,7 @@ func (s *servers) serveFast(c net.Conn, hand *handoffListener) {
 	if f.tls != nil {
 		rawConn = f.tls.NetConn().(*guardConn).Conn
 	}
-	f.raw, _ = rawConn.(syscall.Conn)
+	f.tcp, _ = rawConn.(syscall.Conn)
 	f.ip = clientIP(rawConn.RemoteAddr().String())
 	if !s.fast.add(f) {
 		_ = c.Close()
@@ -196,7 +197,7 @@ func (f *fastConn) next(r *request) int {
 				f.setReadDeadline(f.lastWrite.Add(f.s.idleTimeout))
 			}
 		} else if !headerDeadline {
-			f.setReadDeadline(time.Now().Add(readHeaderTimeout))
+			f.setReadDeadline(time.Now().Add(f.s.headTimeout))
 			headerDeadline = true
 		}
 		n, err := f.rw.Read(f.buf[len(f.buf):cap(f.buf)])
@@ -206,7 +207,13 @@ func (f *fastConn) next(r *request) int {
 		if n == 0 && err != nil {
 			if end := f.lastWrite.Add(f.s.idleTimeout); idle && isTimeout(err) &&
 				!f.s.fast.closing.Load() && time.Now().Before(end) {
-				f.setReadDeadline(end) // woken by a header deadline set before
+				// Woken by a header deadline set before: the client has
+				// been quiet a while, so wait without the buffers.
+				f.setReadDeadline(end)
+				f.idle.Store(true)
+				if f.s.fast.closing.Load() || !f.waitIdle() {
+					return nextClose
+				}
 				continue
 			}
 			if isTimeout(err) && bodyWait {
@@ -217,6 +224,28 @@ func (f *fastConn) next(r *request) int {
 			return nextClose
 		}
 	}
+}
+
+// waitIdle waits until the client sends something, holding no buffer:
+// most of an idle connection's memory. It reports false when the wait
+// ended otherwise (the idle limit, the drain, a closed connection).
+func (f *fastConn) waitIdle() bool {
+	rc := f.rawConn()
+	if rc == nil || f.tls != nil {
+		return true // TLS may hold decrypted bytes already: read as before
+	}
+	f.buf, f.out = nil, nil
+	err := rc.Read(func(fd uintptr) bool { return peekFD(fd) != peekEmpty })
+	f.buf = make([]byte, 0, fastBufSize)
+	return err == nil
+}
+
+// rawConn is the client's socket, for peeks; nil if it has none.
+func (f *fastConn) rawConn() syscall.RawConn {
+	if f.raw == nil && f.tcp != nil {
+		f.raw, _ = f.tcp.SyscallConn()
+	}
+	return f.raw
 }
 
 func (f *fastConn) setReadDeadline(t time.Time) {

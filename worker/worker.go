@@ -48,6 +48,7 @@ type Options struct {
 
 	idleTimeout time.Duration // keep-alive idle limit; zero means 75s; unexported so only tests shorten it
 	noFastPath  bool          // serve every request through net/http, to compare the two paths in tests
+	headTimeout time.Duration // request-head limit; zero means readHeaderTimeout; for tests
 }
 
 // Run serves until ctx is cancelled, then drains and returns. ready is called
@@ -183,13 +184,15 @@ type servers struct {
 
 	idleTimeout time.Duration // for keep-alive connections between requests
 	timeout     time.Duration // for a backend's response head
+	headTimeout time.Duration // for a request head
 	fast        *fastSet
 }
 
 func newServers(rt *router, o Options) *servers {
 	base, cancel := context.WithCancel(context.Background())
 	s := &servers{rt: rt, log: o.Logger, base: base, cancel: cancel, failed: make(chan error, 2),
-		idleTimeout: cmp.Or(o.idleTimeout, 75*time.Second), timeout: o.Timeout}
+		idleTimeout: cmp.Or(o.idleTimeout, 75*time.Second), timeout: o.Timeout,
+		headTimeout: cmp.Or(o.headTimeout, readHeaderTimeout)}
 	s.fast = &fastSet{s: s, conns: map[*fastConn]struct{}{}}
 	return s
 }
@@ -204,7 +207,7 @@ func (s *servers) serve(ln net.Listener, h http.Handler, tlsConf *tls.Config, fa
 	srv := &http.Server{
 		Handler:           s.track(h),
 		TLSConfig:         tlsConf,
-		ReadHeaderTimeout: readHeaderTimeout, // a slow-header client cannot hold a connection
+		ReadHeaderTimeout: s.headTimeout, // a slow-header client cannot hold a connection
 		IdleTimeout:       s.idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		BaseContext:       func(net.Listener) context.Context { return s.base },

@@ -1,0 +1,97 @@
+package worker
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// A keep-alive client quiet for longer than the request-head limit waits
+// without buffers (waitIdle); its next request is served as before, and
+// it is closed at the idle limit counted from its last response.
+func TestFastPathLongIdleConnection(t *testing.T) {
+	a := newRecorder(t, nil)
+	check := leakCheck(t)
+	w := runGuarded(t, config(a.addr()), func(o *Options) {
+		o.headTimeout = 100 * time.Millisecond
+		o.idleTimeout = 1500 * time.Millisecond
+	})
+	conn, err := net.Dial("tcp", w.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	get := func(i int) {
+		t.Helper()
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(conn, "GET /idle HTTP/1.1\r\nHost: app.test\r\n\r\n"); err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Close {
+			t.Fatalf("request %d: status %d, close %v", i, resp.StatusCode, resp.Close)
+		}
+	}
+	for i := range 3 {
+		get(i)
+		time.Sleep(400 * time.Millisecond) // past the head limit, within the idle limit
+	}
+	if n := len(a.requests()); n != 3 {
+		t.Fatalf("backend got %d requests, want 3", n)
+	}
+	start := time.Now()
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("idle connection: read %v, want EOF at the idle limit", err)
+	}
+	// The idle limit counts from the last response, not from the wake-ups.
+	if waited := time.Since(start) + 400*time.Millisecond; waited < 1200*time.Millisecond {
+		t.Errorf("closed after %v idle, want about 1.5s", waited)
+	}
+	conn.Close()
+	w.stop()
+	check()
+}
+
+// The drain closes a connection waiting without buffers, as any idle one.
+func TestFastPathLongIdleClosedByDrain(t *testing.T) {
+	a := newRecorder(t, nil)
+	w := runGuarded(t, config(a.addr()), func(o *Options) { o.headTimeout = 100 * time.Millisecond })
+	resps, _, _ := exchange(t, w.addr, "GET / HTTP/1.1\r\nHost: app.test\r\n\r\n", 1, false)
+	if len(resps) != 1 || resps[0].StatusCode != 200 {
+		t.Fatalf("statuses %v", statuses(resps))
+	}
+	conn, err := net.Dial("tcp", w.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	time.Sleep(300 * time.Millisecond) // into waitIdle
+	stopped := make(chan struct{})
+	go func() { w.stop(); close(stopped) }()
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("read %v, want EOF from the drain", err)
+	}
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		t.Fatal("drain did not finish")
+	}
+}
