@@ -137,18 +137,20 @@ const (
 // Read: a read deadline that has passed must not hide the answer.
 func peek(rc syscall.RawConn) int {
 	res := peekClosed
-	err := rc.Control(func(fd uintptr) {
-		var b [1]byte
-		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		switch {
-		case n > 0:
-			res = peekData
-		case err == syscall.EAGAIN || err == syscall.EWOULDBLOCK || err == syscall.EINTR:
-			res = peekEmpty
-		}
-	})
-	if err != nil {
+	if err := rc.Control(func(fd uintptr) { res = peekFD(fd) }); err != nil {
 		return peekClosed
 	}
 	return res
+}
+
+func peekFD(fd uintptr) int {
+	var b [1]byte
+	n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	switch {
+	case n > 0:
+		return peekData
+	case err == syscall.EAGAIN || err == syscall.EWOULDBLOCK || err == syscall.EINTR:
+		return peekEmpty
+	}
+	return peekClosed
 }

@@ -309,11 +309,8 @@ func (bc *backendConn) makeRoom() {
 // clientGone reports whether the client closed its connection. A request
 // it pipelined behind this one counts as still there.
 func (f *fastConn) clientGone() bool {
-	if f.raw == nil {
-		return false
-	}
-	rc, err := f.raw.SyscallConn()
-	return err != nil || peek(rc) == peekClosed
+	rc := f.rawConn()
+	return rc != nil && peek(rc) == peekClosed
 }
 
 // parseResponse parses a response head and reports whether it is one the
