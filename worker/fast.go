@@ -187,14 +187,15 @@ func (f *fastConn) next(r *request) int {
 		f.compact()
 		idle := len(pending) == 0 && !f.first
 		if idle {
+			// An earlier deadline still in place only wakes this wait
+			// early; see below. Set before idle is, so that the drain's
+			// wake-up (closeIdle) is never overwritten.
+			if !f.rdl.After(f.lastWrite) {
+				f.setReadDeadline(f.lastWrite.Add(f.s.idleTimeout))
+			}
 			f.idle.Store(true)
 			if f.s.fast.closing.Load() {
 				return nextClose
-			}
-			// An earlier deadline still in place only wakes this wait
-			// early; see below.
-			if !f.rdl.After(f.lastWrite) {
-				f.setReadDeadline(f.lastWrite.Add(f.s.idleTimeout))
 			}
 		} else if !headerDeadline {
 			f.setReadDeadline(time.Now().Add(f.s.headTimeout))

@@ -173,12 +173,12 @@ func hopByHop(name []byte) bool {
 	return false
 }
 
-// srpSets reports the request headers srp writes itself, so a client's
-// own are dropped.
+// srpSets reports the forwarding headers a client may not set: srp writes
+// its own, or none (Forwarded), as ReverseProxy's Rewrite does.
 func srpSets(name []byte) bool {
 	switch len(name) {
 	case 9:
-		return eqFold(name, "X-Real-Ip")
+		return eqFold(name, "X-Real-Ip") || eqFold(name, "Forwarded")
 	case 12:
 		return eqFold(name, "X-Request-Id")
 	case 15:

@@ -14,14 +14,6 @@ const (
 	maxIdlePerBackend  = 256
 )
 
-// trustIdle is how long a kept connection may sit unused and still be
-// reused without a peek for a request that may be sent again: no backend
-// closes a keep-alive connection for idleness this soon, and one closed
-// for another reason (a backend restarting) fails without an answer, so
-// the request goes again on a new connection. Requests that may not be
-// sent twice always get the peek.
-const trustIdle = 100 * time.Millisecond
-
 // backendConn is a keep-alive connection to one backend on the fast path.
 type backendConn struct {
 	net.Conn
@@ -57,9 +49,13 @@ func newBackends(addrs []string) *backends {
 }
 
 // get returns an idle connection to addr that the backend has not closed,
-// or with fresh a new one; see trustIdle for resendable. A failed dial is
-// a *dialError: nothing was sent.
-func (b *backends) get(addr string, fresh, resendable bool) (c *backendConn, reused bool, err error) {
+// or with fresh a new one. A failed dial is a *dialError: nothing was sent.
+//
+// Every kept connection is peeked before reuse, even when the request
+// could be sent again after a failure: bytes a backend sent after its
+// answer would otherwise be read as the next request's answer, which may
+// be another client's.
+func (b *backends) get(addr string, fresh bool) (c *backendConn, reused bool, err error) {
 	ic := b.idle[addr]
 	for ic != nil && !fresh {
 		ic.mu.Lock()
@@ -71,8 +67,7 @@ func (b *backends) get(addr string, fresh, resendable bool) (c *backendConn, reu
 		c := ic.conns[n-1]
 		ic.conns = ic.conns[:n-1]
 		ic.mu.Unlock()
-		idle := time.Since(c.used)
-		if idle < backendIdleTimeout && (resendable && idle < trustIdle || c.alive()) {
+		if time.Since(c.used) < backendIdleTimeout && c.alive() {
 			c.answered = 0
 			return c, true, nil
 		}

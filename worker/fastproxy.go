@@ -130,7 +130,7 @@ func (f *fastConn) armWrite() {
 // nothing else may be sent; keep, that both connections stay open.
 func (f *fastConn) exchange(r *request, addr string) (keep, sent bool, err error) {
 	for fresh := false; ; fresh = true {
-		bc, reused, err := f.s.rt.backends.get(addr, fresh, r.idempotent())
+		bc, reused, err := f.s.rt.backends.get(addr, fresh)
 		if err != nil {
 			return false, false, err
 		}
