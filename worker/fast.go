@@ -31,6 +31,18 @@ const (
 	fastMaxSize = 16 << 10 // the largest head plus body the fast path holds
 )
 
+// readBuffers recycles client read buffers: with a new connection per
+// request, each would otherwise be new garbage for the collector.
+var readBuffers = sync.Pool{New: func() any { return new([fastBufSize]byte) }}
+
+func getReadBuffer() []byte { return readBuffers.Get().(*[fastBufSize]byte)[:0] }
+
+func putReadBuffer(b []byte) {
+	if cap(b) == fastBufSize {
+		readBuffers.Put((*[fastBufSize]byte)(b[:fastBufSize]))
+	}
+}
+
 // fastConn is one client connection on the fast path.
 type fastConn struct {
 	s     *servers
@@ -138,8 +150,9 @@ func (s *servers) serveFast(c net.Conn, hand *handoffListener) {
 		if !handedOff {
 			_ = c.Close()
 		}
+		putReadBuffer(f.buf)
 	}()
-	f.buf = make([]byte, 0, fastBufSize)
+	f.buf = getReadBuffer()
 	var r request
 	for {
 		switch f.next(&r) {
@@ -235,9 +248,10 @@ func (f *fastConn) waitIdle() bool {
 	if rc == nil || f.tls != nil {
 		return true // TLS may hold decrypted bytes already: read as before
 	}
+	putReadBuffer(f.buf)
 	f.buf, f.out = nil, nil
 	err := rc.Read(func(fd uintptr) bool { return peekFD(fd) != peekEmpty })
-	f.buf = make([]byte, 0, fastBufSize)
+	f.buf = getReadBuffer()
 	return err == nil
 }
 
@@ -264,7 +278,7 @@ func (f *fastConn) compact() {
 	if len(f.buf) == cap(f.buf) {
 		f.buf = append(make([]byte, 0, fastMaxSize), f.buf...)
 	} else if len(f.buf) == 0 && cap(f.buf) > fastBufSize {
-		f.buf = make([]byte, 0, fastBufSize) // do not keep a grown buffer for an idle connection
+		f.buf = getReadBuffer() // do not keep a grown buffer for an idle connection
 	}
 }
 

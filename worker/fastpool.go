@@ -8,6 +8,10 @@ import (
 	"time"
 )
 
+// backendBufSize holds a response head and a 16 KiB body, a common size
+// that then takes one read and one write.
+const backendBufSize = 20 << 10
+
 // backendIdleTimeout and maxIdlePerBackend are newTransport's settings.
 const (
 	backendIdleTimeout = 90 * time.Second
@@ -77,7 +81,7 @@ func (b *backends) get(addr string, fresh bool) (c *backendConn, reused bool, er
 	if err != nil {
 		return nil, false, &dialError{err}
 	}
-	c = &backendConn{Conn: nc, addr: addr, buf: make([]byte, 0, 16<<10)}
+	c = &backendConn{Conn: nc, addr: addr, buf: make([]byte, 0, backendBufSize)}
 	if sc, ok := nc.(syscall.Conn); ok {
 		c.raw, _ = sc.SyscallConn()
 	}
