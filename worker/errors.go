@@ -24,13 +24,7 @@ func newErrorHandler(l *slog.Logger) *errorHandler {
 
 func (h *errorHandler) serve(w http.ResponseWriter, r *http.Request, err error) {
 	status := statusFor(r, err)
-	backend := ""
-	var be *backendError
-	if errors.As(err, &be) {
-		backend = be.addr
-	}
-	h.log.Warn("proxy error", "status", status, "host", r.Host, "method", r.Method,
-		"path", r.URL.Path, "backend", backend, "request_id", r.Header.Get("X-Request-Id"), "err", err)
+	h.logFailure("proxy error", status, r.Host, r.Method, r.URL.Path, r.Header.Get("X-Request-Id"), err)
 	if status == statusClientClosed {
 		return
 	}
@@ -40,18 +34,37 @@ func (h *errorHandler) serve(w http.ResponseWriter, r *http.Request, err error) 
 	http.Error(w, http.StatusText(status), status)
 }
 
+// logFailure writes the one log line of a failed request, on either path.
+func (h *errorHandler) logFailure(msg string, status int, host, method, path, id string, err error) {
+	backend := ""
+	var be *backendError
+	if errors.As(err, &be) {
+		backend = be.addr
+	}
+	h.log.Warn(msg, "status", status, "host", host, "method", method,
+		"path", path, "backend", backend, "request_id", id, "err", err)
+}
+
 func statusFor(r *http.Request, err error) int {
+	var tooBig *http.MaxBytesError
+	if !errors.As(err, &tooBig) && errors.Is(r.Context().Err(), context.Canceled) {
+		return statusClientClosed
+	}
+	return statusOf(err)
+}
+
+// statusOf maps a proxy failure to the status the client gets; no
+// backend left to try is a 502 like any other failure.
+func statusOf(err error) int {
 	var cb *clientBodyError
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):
 		return http.StatusRequestEntityTooLarge
-	case errors.Is(r.Context().Err(), context.Canceled):
+	case errors.Is(err, errClientGone):
 		return statusClientClosed
 	case errors.As(err, &cb):
 		return http.StatusBadRequest
-	case errors.Is(err, errNoBackend):
-		return http.StatusBadGateway
 	case isTimeout(err) && !isDial(err):
 		return http.StatusGatewayTimeout
 	}

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"net"
@@ -46,15 +47,14 @@ func putReadBuffer(b []byte) {
 // fastConn is one client connection on the fast path.
 type fastConn struct {
 	s     *servers
-	c     net.Conn     // as accepted; handed to net/http as it is
-	guard *guardConn   // inside c: gets the bytes already read on a hand-off
-	rw    net.Conn     // requests are read and responses written here
-	tcp   syscall.Conn // the TCP connection, to see a client leave
-	raw   syscall.RawConn
-	tls   *tls.Conn     // nil on plain HTTP
-	sni   string        // normalized server name the client asked for
-	ip    string        // the client's address, as backends are told it
-	stall time.Duration // write limit set here; zero over TLS (the guard below sets it)
+	c     net.Conn        // as accepted; handed to net/http as it is
+	guard *guardConn      // inside c: gets the bytes already read on a hand-off
+	rw    net.Conn        // requests are read and responses written here
+	raw   syscall.RawConn // the TCP connection, to see a client leave
+	tls   *tls.Conn       // nil on plain HTTP
+	sni   string          // normalized server name the client asked for
+	ip    string          // the client's address, as backends are told it
+	stall time.Duration   // write limit set here; zero over TLS (the guard below sets it)
 
 	buf    []byte // client bytes; buf[off:] not yet consumed
 	off    int
@@ -66,7 +66,7 @@ type fastConn struct {
 	// Deadlines are set only when the one in place would not do: setting
 	// one costs more than the rest of the request's own work on the path.
 	rdl, wdl  time.Time // the read and write deadlines in place
-	lastWrite time.Time // the end of the last response: idle time counts from here
+	lastWrite time.Time // when the last write to the client began: idle time counts from there
 
 	lastHost []byte // Host of the previous request and its string, to
 	hostStr  string // avoid a new string per request on a keep-alive connection
@@ -96,7 +96,7 @@ type request struct {
 // connTokens are header names listed in a Connection header, to be removed.
 type connTokens struct {
 	n    int
-	list [8][]byte
+	list [16][]byte
 }
 
 func (t *connTokens) add(name []byte) bool {
@@ -120,6 +120,14 @@ func (t *connTokens) has(name []byte) bool {
 // serveFast serves a connection accepted from a guarded listener.
 func (s *servers) serveFast(c net.Conn, hand *handoffListener) {
 	f := &fastConn{s: s, c: c, first: true}
+	handedOff, transferred := false, false
+	defer func() {
+		s.fast.done(f, transferred)
+		if !handedOff {
+			_ = c.Close()
+		}
+		putReadBuffer(f.buf)
+	}()
 	switch g := c.(type) {
 	case *guardConn:
 		f.guard, f.rw, f.stall = g, g.Conn, g.stall
@@ -129,29 +137,20 @@ func (s *servers) serveFast(c net.Conn, hand *handoffListener) {
 			f.sni = registry.NormalizeHost(sn)
 		}
 	default: // HTTP/2 over TLS
-		if !hand.hand(c) {
-			_ = c.Close()
-		}
+		handedOff = hand.hand(c)
 		return
 	}
 	rawConn := f.rw
 	if f.tls != nil {
 		rawConn = f.tls.NetConn().(*guardConn).Conn
 	}
-	f.tcp, _ = rawConn.(syscall.Conn)
+	if sc, ok := rawConn.(syscall.Conn); ok {
+		f.raw, _ = sc.SyscallConn()
+	}
 	f.ip = clientIP(rawConn.RemoteAddr().String())
 	if !s.fast.add(f) {
-		_ = c.Close()
 		return
 	}
-	handedOff := false
-	defer func() {
-		s.fast.remove(f)
-		if !handedOff {
-			_ = c.Close()
-		}
-		putReadBuffer(f.buf)
-	}()
 	f.buf = getReadBuffer()
 	var r request
 	for {
@@ -160,10 +159,14 @@ func (s *servers) serveFast(c net.Conn, hand *handoffListener) {
 			return
 		case nextHandoff:
 			handedOff = f.handoff(hand)
+			transferred = handedOff
 			return
 		}
 		keep := f.proxy(&r)
 		f.off += r.size
+		if cap(f.out) > 8<<10 {
+			f.out = nil // grown for one large head or body: not for the connection's life
+		}
 		if !keep || f.aborted.Load() {
 			return
 		}
@@ -242,25 +245,19 @@ func (f *fastConn) next(r *request) int {
 
 // waitIdle waits until the client sends something, holding no buffer:
 // most of an idle connection's memory. It reports false when the wait
-// ended otherwise (the idle limit, the drain, a closed connection).
+// ended otherwise (the idle limit, the drain, a closed connection). Over
+// TLS only the write buffer goes: TLS may hold decrypted bytes already,
+// which a wait on the socket would not see.
 func (f *fastConn) waitIdle() bool {
-	rc := f.rawConn()
-	if rc == nil || f.tls != nil {
-		return true // TLS may hold decrypted bytes already: read as before
+	f.out = nil
+	if f.raw == nil || f.tls != nil {
+		return true
 	}
 	putReadBuffer(f.buf)
-	f.buf, f.out = nil, nil
-	err := rc.Read(func(fd uintptr) bool { return peekFD(fd) != peekEmpty })
+	f.buf = nil
+	err := f.raw.Read(func(fd uintptr) bool { return peekFD(fd) != peekEmpty })
 	f.buf = getReadBuffer()
 	return err == nil
-}
-
-// rawConn is the client's socket, for peeks; nil if it has none.
-func (f *fastConn) rawConn() syscall.RawConn {
-	if f.raw == nil && f.tcp != nil {
-		f.raw, _ = f.tcp.SyscallConn()
-	}
-	return f.raw
 }
 
 func (f *fastConn) setReadDeadline(t time.Time) {
@@ -283,11 +280,19 @@ func (f *fastConn) compact() {
 }
 
 // handoff gives the connection, with the bytes read but not served, to
-// net/http. The guard checks them as if they had just arrived.
+// net/http. The guard checks them as if they had just arrived. The
+// connection stays counted for the drain throughout.
 func (f *fastConn) handoff(hand *handoffListener) bool {
 	f.setReadDeadline(time.Time{})
 	f.guard.buf = append(make([]byte, 0, max(fastBufSize, len(f.buf)-f.off)), f.buf[f.off:]...)
-	return hand.hand(f.c)
+	f.guard.counted = true
+	if hand.hand(f.c) {
+		return true
+	}
+	// net/http has shut down: the drain is past its grace period.
+	f.guard.counted = false
+	_ = f.write(appendError(nil, 503, false, true))
+	return false
 }
 
 // parse reads a request head and reports whether the fast path takes it.
@@ -302,8 +307,8 @@ func (f *fastConn) parse(r *request, head []byte) bool {
 		return false
 	}
 	line, rest := cutLine(head)
-	sp1 := indexByte(line, ' ')
-	sp2 := lastIndexByte(line, ' ')
+	sp1 := bytes.IndexByte(line, ' ')
+	sp2 := bytes.LastIndexByte(line, ' ')
 	if sp1 <= 0 || sp2 <= sp1+1 || string(line[sp2+1:]) != "HTTP/1.1" {
 		return false
 	}
@@ -317,7 +322,7 @@ func (f *fastConn) parse(r *request, head []byte) bool {
 		if len(line) == 0 {
 			break
 		}
-		colon := indexByte(line, ':')
+		colon := bytes.IndexByte(line, ':')
 		name, value := line[:colon], trimOWS(line[colon+1:])
 		if !isToken(name) || !fieldValue(value) {
 			return false
@@ -345,12 +350,12 @@ func (f *fastConn) parse(r *request, head []byte) bool {
 	if hosts != 1 || !hostChars(r.host) {
 		return false
 	}
-	if f.sni != "" && !sameHost(f.sni, r.host) {
-		return false // 421 from the router
-	}
 	if string(r.host) != string(f.lastHost) {
 		f.lastHost = append(f.lastHost[:0], r.host...)
 		f.hostStr = string(r.host)
+	}
+	if f.sni != "" && registry.NormalizeHost(f.hostStr) != f.sni {
+		return false // 421 from the router
 	}
 	svc := f.s.rt.snap.Lookup(f.hostStr)
 	if svc == nil || svc.Redirect != nil {
@@ -442,6 +447,10 @@ func (s *servers) acceptFast(ln net.Listener, hand *handoffListener) {
 			return
 		}
 		delay = 0
+		if !s.fast.admit() {
+			_ = c.Close()
+			continue
+		}
 		go s.serveFast(c, hand)
 	}
 }
@@ -455,7 +464,21 @@ type fastSet struct {
 	stopped bool        // no new connections: the drain has cut them
 }
 
-// add counts a new connection; false means the worker is already gone.
+// admit counts a connection as it is accepted, before its goroutine runs,
+// so a drain starting in between still waits for it; false means the
+// drain has already cut every connection.
+func (fs *fastSet) admit() bool {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if fs.stopped {
+		return false
+	}
+	fs.s.inflight.Add(1)
+	fs.s.countConn(1)
+	return true
+}
+
+// add lets the drain reach f; false means it has already cut everything.
 func (fs *fastSet) add(f *fastConn) bool {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
@@ -463,18 +486,18 @@ func (fs *fastSet) add(f *fastConn) bool {
 		return false
 	}
 	fs.conns[f] = struct{}{}
-	fs.s.inflight.Add(1)
-	fs.s.countConn(1)
 	return true
 }
 
-// remove uncounts a connection; one handed off is counted again by the
-// server that took it.
-func (fs *fastSet) remove(f *fastConn) {
+// done uncounts an admitted connection, unless net/http took it over with
+// its count (guardConn.counted).
+func (fs *fastSet) done(f *fastConn, transferred bool) {
 	fs.mu.Lock()
 	delete(fs.conns, f)
 	fs.mu.Unlock()
-	fs.s.countConn(-1)
+	if !transferred {
+		fs.s.countConn(-1)
+	}
 	fs.s.inflight.Done()
 }
 

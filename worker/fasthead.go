@@ -11,9 +11,6 @@ import (
 // The fast path's byte-level checks. Each accepts a subset of what net/http
 // accepts: anything else goes to net/http, which answers it as before.
 
-func indexByte(b []byte, c byte) int     { return bytes.IndexByte(b, c) }
-func lastIndexByte(b []byte, c byte) int { return bytes.LastIndexByte(b, c) }
-
 // eqFold compares an ASCII header name or token with a known one.
 func eqFold(b []byte, s string) bool {
 	if len(b) != len(s) {
@@ -72,13 +69,20 @@ var targetChars = func() (t [256]bool) {
 	return t
 }()
 
-// originForm accepts "/path?query" with valid percent-escapes only.
+// originForm accepts "/path?query" with valid percent-escapes only, and
+// no ';' in the query: ReverseProxy rewrites such a query (it drops the
+// pairs with one), so the fast path must not pass it on as it is.
 func originForm(b []byte) bool {
 	if len(b) == 0 || b[0] != '/' {
 		return false
 	}
+	query := false
 	for i := 0; i < len(b); i++ {
 		c := b[i]
+		query = query || c == '?'
+		if query && c == ';' {
+			return false
+		}
 		if c == '%' {
 			if i+2 >= len(b) || !isHex(b[i+1]) || !isHex(b[i+2]) {
 				return false
@@ -124,19 +128,9 @@ func hostChars(b []byte) bool {
 	return true
 }
 
-// sameHost compares a normalized server name with a Host value that
-// passed hostChars.
-func sameHost(sni string, host []byte) bool {
-	if i := indexByte(host, ':'); i >= 0 {
-		host = host[:i]
-	}
-	host = bytes.TrimRight(host, ".")
-	return eqFold(host, sni)
-}
-
 // cutComma splits a list value at its first comma, trimming whitespace.
 func cutComma(v []byte) (item, rest []byte) {
-	if i := indexByte(v, ','); i >= 0 {
+	if i := bytes.IndexByte(v, ','); i >= 0 {
 		return trimOWS(v[:i]), v[i+1:]
 	}
 	return trimOWS(v), nil
@@ -191,14 +185,15 @@ func srpSets(name []byte) bool {
 	return false
 }
 
-// framing reports the headers that frame a message, which a Connection
-// header cannot remove: the fast path forwards bodies as they are framed.
+// framing reports the headers a Connection header cannot remove: those
+// that frame a message (the fast path forwards bodies as they are framed)
+// and Host, which net/http keeps apart from the other headers.
 func framing(name []byte) bool {
 	return eqFold(name, "Content-Length") || eqFold(name, "Transfer-Encoding") ||
 		eqFold(name, "Trailer") || eqFold(name, "Host")
 }
 
-// date is the Date header value, formatted once a second.
+// dateValue is the Date header value, formatted once a second.
 type dateValue struct {
 	sec int64
 	b   []byte

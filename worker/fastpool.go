@@ -59,7 +59,7 @@ func newBackends(addrs []string) *backends {
 // could be sent again after a failure: bytes a backend sent after its
 // answer would otherwise be read as the next request's answer, which may
 // be another client's.
-func (b *backends) get(addr string, fresh bool) (c *backendConn, reused bool, err error) {
+func (b *backends) get(ctx context.Context, addr string, fresh bool) (c *backendConn, reused bool, err error) {
 	ic := b.idle[addr]
 	for ic != nil && !fresh {
 		ic.mu.Lock()
@@ -77,7 +77,7 @@ func (b *backends) get(addr string, fresh bool) (c *backendConn, reused bool, er
 		}
 		_ = c.Close()
 	}
-	nc, err := b.dialer.DialContext(context.Background(), "tcp", addr)
+	nc, err := b.dialer.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, false, &dialError{err}
 	}
@@ -91,6 +91,9 @@ func (b *backends) get(addr string, fresh bool) (c *backendConn, reused bool, er
 // put keeps c for the next request to its backend.
 func (b *backends) put(c *backendConn) {
 	ic := b.idle[c.addr]
+	if cap(c.buf) > backendBufSize {
+		c.buf = make([]byte, 0, backendBufSize) // grown for one large head
+	}
 	c.buf, c.off, c.used = c.buf[:0], 0, time.Now()
 	ic.mu.Lock()
 	if ic.closed || len(ic.conns) >= maxIdlePerBackend {
@@ -100,6 +103,44 @@ func (b *backends) put(c *backendConn) {
 	}
 	ic.conns = append(ic.conns, c)
 	ic.mu.Unlock()
+}
+
+// sweep closes the idle connections past backendIdleTimeout or closed by
+// their backend. get looks only at the most recently used ones, so under
+// steady load the others would otherwise stay until the worker ends.
+func (b *backends) sweep() {
+	for _, ic := range b.idle {
+		var stale []*backendConn
+		ic.mu.Lock()
+		kept := ic.conns[:0]
+		for _, c := range ic.conns {
+			if time.Since(c.used) < backendIdleTimeout && c.alive() {
+				kept = append(kept, c)
+			} else {
+				stale = append(stale, c)
+			}
+		}
+		clear(ic.conns[len(kept):])
+		ic.conns = kept
+		ic.mu.Unlock()
+		for _, c := range stale {
+			_ = c.Close()
+		}
+	}
+}
+
+// sweepEvery sweeps until ctx ends.
+func (b *backends) sweepEvery(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			b.sweep()
+		}
+	}
 }
 
 // closeIdle closes every idle connection and keeps no more.

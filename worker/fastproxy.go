@@ -1,9 +1,11 @@
 package worker
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -51,13 +53,7 @@ func (f *fastConn) proxy(r *request) bool {
 	if err == nil {
 		err = errNoBackend
 	}
-	status := http.StatusBadGateway
-	switch {
-	case errors.Is(err, errClientGone):
-		status = statusClientClosed
-	case isTimeout(err) && !isDial(err):
-		status = http.StatusGatewayTimeout
-	}
+	status := statusOf(err)
 	f.logError(r, status, err)
 	if status == statusClientClosed || f.aborted.Load() {
 		return false
@@ -68,43 +64,23 @@ func (f *fastConn) proxy(r *request) bool {
 }
 
 func (f *fastConn) retryable(r *request, err error) bool {
-	switch {
-	case f.aborted.Load() || errors.Is(err, errClientGone):
+	if f.aborted.Load() || errors.Is(err, errClientGone) {
 		return false
-	case isDial(err):
-		return true
-	case isTimeout(err):
-		return false // slow, not gone: three backends would triple the wait
 	}
-	return r.idempotent()
-}
-
-// idempotent reports a request that may be sent again after a backend
-// failed it, as pool.RoundTrip decides.
-func (r *request) idempotent() bool {
-	switch string(r.method) {
-	case "GET", "HEAD", "OPTIONS":
-		return r.length == 0
-	}
-	return false
+	// The body goes whole with the head: sent once a dial succeeded.
+	return mayRetry(string(r.method), r.length > 0 && !isDial(err), err)
 }
 
 func (f *fastConn) logError(r *request, status int, err error) {
-	backend := ""
-	var be *backendError
-	if errors.As(err, &be) {
-		backend = be.addr
-	}
 	path := r.target
-	if i := indexByte(path, '?'); i >= 0 {
+	if i := bytes.IndexByte(path, '?'); i >= 0 {
 		path = path[:i]
 	}
 	msg := "proxy error"
 	if status == 0 {
 		msg = "response cut short"
 	}
-	f.s.log.Warn(msg, "status", status, "host", f.hostStr, "method", string(r.method),
-		"path", string(path), "backend", backend, "request_id", string(r.id), "err", err)
+	f.s.rt.errs.logFailure(msg, status, f.hostStr, string(r.method), string(path), string(r.id), err)
 }
 
 // write sends b to the client within the stall limit.
@@ -130,7 +106,7 @@ func (f *fastConn) armWrite() {
 // nothing else may be sent; keep, that both connections stay open.
 func (f *fastConn) exchange(r *request, addr string) (keep, sent bool, err error) {
 	for fresh := false; ; fresh = true {
-		bc, reused, err := f.s.rt.backends.get(addr, fresh)
+		bc, reused, err := f.s.rt.backends.get(f.s.base, addr, fresh)
 		if err != nil {
 			return false, false, err
 		}
@@ -187,7 +163,7 @@ func (f *fastConn) appendRequest(b []byte, r *request) []byte {
 		if len(line) == 0 {
 			break
 		}
-		name := line[:indexByte(line, ':')]
+		name := line[:bytes.IndexByte(line, ':')]
 		if eqFold(name, "X-Forwarded-For") {
 			xff = append(xff, trimOWS(line[len(name)+1:]))
 		}
@@ -302,35 +278,36 @@ func (bc *backendConn) makeRoom() {
 		bc.buf, bc.off = bc.buf[:n], 0
 	}
 	if len(bc.buf) == cap(bc.buf) {
-		bc.buf = append(bc.buf, make([]byte, cap(bc.buf))...)[:len(bc.buf)]
+		bc.buf = slices.Grow(bc.buf, cap(bc.buf))
 	}
 }
 
 // clientGone reports whether the client closed its connection. A request
-// it pipelined behind this one counts as still there.
+// it pipelined behind this one does not hide that.
 func (f *fastConn) clientGone() bool {
-	rc := f.rawConn()
-	return rc != nil && peek(rc) == peekClosed
+	gone := false
+	if f.raw == nil || f.raw.Control(func(fd uintptr) { gone = peerShutdown(fd) }) != nil {
+		return false
+	}
+	return gone
 }
 
 // parseResponse parses a response head and reports whether it is one the
 // fast path passes on; anything ambiguous is a 502.
 func parseResponse(resp *response, h []byte) bool {
 	*resp = response{head: h, length: -1}
-	if !lineEndings(h) {
+	if byteFault(h) != "" {
 		return false
 	}
 	line, rest := cutLine(h)
 	if len(line) < 12 || string(line[:5]) != "HTTP/" || line[8] != ' ' || len(line) > 12 && line[12] != ' ' {
 		return false
 	}
-	switch string(line[5:8]) {
-	case "1.1":
-	case "1.0":
-		resp.close = true
-	default:
+	http10 := string(line[5:8]) == "1.0"
+	if !http10 && string(line[5:8]) != "1.1" {
 		return false
 	}
+	resp.close = http10
 	code, err := strconv.Atoi(string(line[9:12]))
 	if err != nil || code < 100 || !fieldValue(line) {
 		return false
@@ -341,7 +318,7 @@ func parseResponse(resp *response, h []byte) bool {
 		if len(line) == 0 {
 			break
 		}
-		colon := indexByte(line, ':')
+		colon := bytes.IndexByte(line, ':') // not found in an obsolete folded line: refused
 		if colon <= 0 || !isToken(line[:colon]) {
 			return false
 		}
@@ -371,25 +348,9 @@ func parseResponse(resp *response, h []byte) bool {
 			resp.sse = len(value) >= 17 && eqFold(value[:17], "text/event-stream")
 		}
 	}
-	return !(resp.chunked && resp.length >= 0)
-}
-
-// lineEndings checks that every line of a head ends in CRLF and that it
-// holds no NUL, as checkHead does for requests.
-func lineEndings(h []byte) bool {
-	for i, c := range h {
-		switch {
-		case c == 0:
-			return false
-		case c == '\r' && (i+1 == len(h) || h[i+1] != '\n'):
-			return false
-		case c == '\n' && (i == 0 || h[i-1] != '\r'):
-			return false
-		case c == '\n' && i+1 < len(h) && (h[i+1] == ' ' || h[i+1] == '\t'):
-			return false // obsolete line folding
-		}
-	}
-	return true
+	// HTTP/1.0 has no chunked coding: net/http would read such a body to
+	// the close, the fast path by its chunks.
+	return !(resp.chunked && (resp.length >= 0 || http10))
 }
 
 // appendResponseHead writes the head the client gets: the backend's, as
@@ -405,7 +366,7 @@ func (f *fastConn) appendResponseHead(b []byte, resp *response, close bool) []by
 		if len(line) == 0 {
 			break
 		}
-		name := line[:indexByte(line, ':')]
+		name := line[:bytes.IndexByte(line, ':')]
 		if hopByHop(name) || resp.conn.has(name) && !framing(name) {
 			continue
 		}

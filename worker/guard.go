@@ -76,6 +76,7 @@ type guardConn struct {
 	done      bool  // the server gets EOF once buf[off:ready] is drained
 	upgrading bool  // after a protocol switch request: hold bytes unchecked until hijack or the handler ends
 	frame     framer
+	counted   bool // the fast path counted it for the drain and handed it over
 }
 
 // errEarlyData ends a connection whose client sends more than a request
@@ -228,6 +229,8 @@ func (c *guardConn) CloseWrite() error {
 
 // hijacked stops the checks: the bytes that follow belong to a tunnel.
 func (c *guardConn) hijacked() { c.raw.Store(true) }
+
+func (c *guardConn) countedAlready() bool { return c.counted }
 
 // checkRequest returns the status for a request that must not be routed,
 // or 0. CONNECT and a missing Host are handled by the router.

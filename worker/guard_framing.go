@@ -44,15 +44,8 @@ type headInfo struct {
 // framed, or why it is refused. It is stricter than net/http wherever a
 // front proxy or a backend could read the same bytes differently.
 func checkHead(h []byte) (info headInfo, reason string) {
-	for i, c := range h {
-		switch {
-		case c == 0:
-			return info, "NUL in request head"
-		case c == '\r' && (i+1 == len(h) || h[i+1] != '\n'):
-			return info, "bare CR in request head"
-		case c == '\n' && (i == 0 || h[i-1] != '\r'):
-			return info, "bare LF in request head"
-		}
+	if reason := byteFault(h); reason != "" {
+		return info, reason
 	}
 	line, rest := cutLine(h)
 	if len(line) == 0 {
@@ -112,6 +105,22 @@ func checkHead(h []byte) (info headInfo, reason string) {
 		info.kind = bodyLength
 	}
 	return info, ""
+}
+
+// byteFault names a NUL or a line not ended by CRLF in a message head, for
+// requests and responses alike, or returns "".
+func byteFault(h []byte) string {
+	for i, c := range h {
+		switch {
+		case c == 0:
+			return "NUL in request head"
+		case c == '\r' && (i+1 == len(h) || h[i+1] != '\n'):
+			return "bare CR in request head"
+		case c == '\n' && (i == 0 || h[i-1] != '\r'):
+			return "bare LF in request head"
+		}
+	}
+	return ""
 }
 
 // cutLine splits b after its first CRLF; checkHead has made sure every line

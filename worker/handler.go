@@ -22,6 +22,7 @@ type router struct {
 	routes   map[*registry.Service]*route // built once; read-only afterwards
 	api      *api.Handler                 // nil when the API is off
 	backends *backends                    // the fast path's backend connections
+	errs     *errorHandler
 	draining *atomic.Bool
 }
 

@@ -116,16 +116,22 @@ func retryable(req *http.Request, b *trackedBody, err error) bool {
 	if req.Context().Err() != nil || (b != nil && b.failed.Load()) {
 		return false
 	}
-	var de *dialError
-	if errors.As(err, &de) {
-		return b == nil || !b.started.Load()
-	}
-	if isTimeout(err) {
+	return mayRetry(req.Method, b != nil && b.started.Load(), err)
+}
+
+// mayRetry is the retry rule both paths share: after a failed dial nothing
+// was sent; otherwise only an idempotent method whose body was never sent
+// may go to another backend, and never after a timeout.
+func mayRetry(method string, bodySent bool, err error) bool {
+	switch {
+	case isDial(err):
+		return !bodySent
+	case isTimeout(err):
 		return false // the backend is slow, not gone; three of them would triple the wait
 	}
-	switch req.Method {
+	switch method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions:
-		return b == nil || !b.started.Load()
+		return !bodySent
 	}
 	return false
 }

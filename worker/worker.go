@@ -99,6 +99,7 @@ func Run(ctx context.Context, o Options, ready func()) error {
 	hctx, stopHealth := context.WithCancel(ctx)
 	defer stopHealth()
 	go checker.Run(hctx)
+	go rt.backends.sweepEvery(hctx, 15*time.Second)
 
 	s := newServers(rt, o)
 	// In HTTPS mode the plain listener redirects rather than proxies, so
@@ -126,7 +127,7 @@ func Run(ctx context.Context, o Options, ready func()) error {
 func build(o Options) (*router, *health.Checker) {
 	transport := newTransport(o.Timeout)
 	errs := newErrorHandler(o.Logger)
-	rt := &router{snap: o.Snapshot, routes: map[*registry.Service]*route{}, draining: new(atomic.Bool)}
+	rt := &router{snap: o.Snapshot, routes: map[*registry.Service]*route{}, draining: new(atomic.Bool), errs: errs}
 	var targets []health.Target
 	var addrs []string
 	for _, svc := range o.Snapshot.Services() {
@@ -261,6 +262,9 @@ func (s *servers) connState(c net.Conn, st http.ConnState) {
 	}
 	switch st {
 	case http.StateNew:
+		if g, ok := c.(interface{ countedAlready() bool }); ok && g.countedAlready() {
+			return
+		}
 		s.countConn(1)
 	case http.StateClosed, http.StateHijacked:
 		s.countConn(-1)
