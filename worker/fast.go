@@ -46,15 +46,16 @@ func putReadBuffer(b []byte) {
 
 // fastConn is one client connection on the fast path.
 type fastConn struct {
-	s     *servers
-	c     net.Conn        // as accepted; handed to net/http as it is
-	guard *guardConn      // inside c: gets the bytes already read on a hand-off
-	rw    net.Conn        // requests are read and responses written here
-	raw   syscall.RawConn // the TCP connection, to see a client leave
-	tls   *tls.Conn       // nil on plain HTTP
-	sni   string          // normalized server name the client asked for
-	ip    string          // the client's address, as backends are told it
-	stall time.Duration   // write limit set here; zero over TLS (the guard below sets it)
+	s      *servers
+	c      net.Conn        // as accepted; handed to net/http as it is
+	guard  *guardConn      // inside c: gets the bytes already read on a hand-off
+	rw     net.Conn        // requests are read and responses written here
+	raw    syscall.RawConn // the TCP connection, to see a client leave
+	tls    *tls.Conn       // nil on plain HTTP
+	sni    string          // normalized server name the client asked for
+	hasSNI bool            // it asked for one: the router's rule compares even an odd name
+	ip     string          // the client's address, as backends are told it
+	stall  time.Duration   // write limit set here; zero over TLS (the guard below sets it)
 
 	buf    []byte // client bytes; buf[off:] not yet consumed
 	off    int
@@ -134,7 +135,7 @@ func (s *servers) serveFast(c net.Conn, hand *handoffListener) {
 	case *tlsGuardConn:
 		f.guard, f.rw, f.tls = g.guardConn, g.tls, g.tls
 		if sn := g.tls.ConnectionState().ServerName; sn != "" {
-			f.sni = registry.NormalizeHost(sn)
+			f.sni, f.hasSNI = registry.NormalizeHost(sn), true
 		}
 	default: // HTTP/2 over TLS
 		handedOff = hand.hand(c)
@@ -354,7 +355,7 @@ func (f *fastConn) parse(r *request, head []byte) bool {
 		f.lastHost = append(f.lastHost[:0], r.host...)
 		f.hostStr = string(r.host)
 	}
-	if f.sni != "" && registry.NormalizeHost(f.hostStr) != f.sni {
+	if f.hasSNI && registry.NormalizeHost(f.hostStr) != f.sni {
 		return false // 421 from the router
 	}
 	svc := f.s.rt.snap.Lookup(f.hostStr)
