@@ -95,3 +95,48 @@ func TestFastPathLongIdleClosedByDrain(t *testing.T) {
 		t.Fatal("drain did not finish")
 	}
 }
+
+// waitIdle gives both buffers back while it waits and takes a fresh read
+// buffer when the client sends; a wait ended by the deadline reports so.
+func TestWaitIdleReleasesBuffers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	raw, err := server.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	grown := make([]byte, 0, fastMaxSize)
+	f := &fastConn{rw: server, raw: raw, buf: grown, out: make([]byte, 100)}
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		io.WriteString(client, "G")
+	}()
+	if !f.waitIdle() {
+		t.Fatal("waitIdle reported false for a client that sent a byte")
+	}
+	if f.out != nil || len(f.buf) != 0 || cap(f.buf) != fastBufSize {
+		t.Errorf("after the wait: out %d bytes, buf len %d cap %d; want no out and an empty %d-byte buf",
+			len(f.out), len(f.buf), cap(f.buf), fastBufSize)
+	}
+	one := make([]byte, 1)
+	if n, err := server.Read(one); n != 1 || one[0] != 'G' {
+		t.Fatalf("the byte that ended the wait was consumed: %d %v", n, err)
+	}
+	server.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if f.waitIdle() {
+		t.Error("waitIdle reported true when its deadline passed")
+	}
+}

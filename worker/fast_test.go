@@ -286,6 +286,8 @@ var respCases = []respCase{
 	// parser could read another: a 502, and the connection stays.
 	{name: "CL+TE", resp: "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
 		status: []int{502}, body: "Bad Gateway\n", differs: "net/http takes the chunks, ignoring the length", slow: []int{200}},
+	{name: "HTTP/1.0 chunked", resp: "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", close: true,
+		status: []int{502}, body: "Bad Gateway\n", differs: "net/http ignores the coding on HTTP/1.0 and reads to the close", slow: []int{200}},
 	{name: "two equal lengths", resp: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
 		status: []int{502}, body: "Bad Gateway\n", differs: "net/http accepts repeated equal lengths", slow: []int{200}},
 	{name: "bare LF", resp: "HTTP/1.1 200 OK\nContent-Length: 5\n\nhello",
