@@ -5,6 +5,8 @@
 // gets no_new_privs and a Landlock domain built from the same table (see
 // StartWorker); elsewhere Lockdown only prepares and returns.
 //
+// It also holds the one socket query that differs by system (PeerShutdown).
+//
 // Invariant: a role reads or writes nothing after Lockdown that Rules does not
 // list, so everything it needs later (time zone, system roots, the cache
 // directory) is loaded or created before the restrictions apply.

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"srp/platform"
 )
 
 // clientPoll is how often a wait for a backend looks whether its client
@@ -286,7 +288,14 @@ func (bc *backendConn) makeRoom() {
 // it pipelined behind this one does not hide that.
 func (f *fastConn) clientGone() bool {
 	gone := false
-	if f.raw == nil || f.raw.Control(func(fd uintptr) { gone = peerShutdown(fd) }) != nil {
+	check := func(fd uintptr) {
+		closed, known := platform.PeerShutdown(fd)
+		if !known { // only a close with nothing queued to read is seen
+			closed = peekFD(fd) == peekClosed
+		}
+		gone = closed
+	}
+	if f.raw == nil || f.raw.Control(check) != nil {
 		return false
 	}
 	return gone

@@ -1,0 +1,7 @@
+//go:build !linux
+
+package platform
+
+// PeerShutdown cannot see a shutdown behind queued bytes here; callers
+// fall back to what a read would tell.
+func PeerShutdown(fd uintptr) (closed, known bool) { return false, false }
