@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"srp/supervisor/link"
 )
 
 // TestDupFileKeepsSocketNonBlocking checks the listener copies handed to
@@ -66,7 +68,7 @@ func TestReadBufferedDoesNotWait(t *testing.T) {
 	if got := readBuffered(ours); len(got) != 0 {
 		t.Fatalf("read %q from an empty socket", got)
 	}
-	if err := writeMsg(theirs, msgError, []byte("boom")); err != nil {
+	if err := link.Write(theirs, link.Error, []byte("boom")); err != nil {
 		t.Fatal(err)
 	}
 	// theirs stays open, as the copy tableflip keeps does: no EOF comes.
@@ -93,10 +95,10 @@ func TestPIDFile(t *testing.T) {
 	if removed, _ := removePIDFile(path); removed {
 		t.Error("removed a pidfile naming another process")
 	}
-	if got := ControlPath("/run/srp.pid"); got != "/run/srp.sock" {
-		t.Errorf("ControlPath: %s", got)
+	if got := link.ControlPath("/run/srp.pid"); got != "/run/srp.sock" {
+		t.Errorf("link.ControlPath: %s", got)
 	}
-	if got := ControlPath("/run/srp"); got != "/run/srp.sock" {
-		t.Errorf("ControlPath: %s", got)
+	if got := link.ControlPath("/run/srp"); got != "/run/srp.sock" {
+		t.Errorf("link.ControlPath: %s", got)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"srp/supervisor/link"
 )
 
 // onRequest queues a reload or upgrade; requests that arrive while one
@@ -20,7 +22,7 @@ func (s *supervisor) onRequest(req request) {
 		return
 	}
 	q := &s.reloadQ
-	if req.op == OpUpgrade {
+	if req.op == link.OpUpgrade {
 		q = &s.upgradeQ
 	}
 	q.pending = true
@@ -54,7 +56,7 @@ func (s *supervisor) startNext() {
 			s.nextFailed(err.Error())
 		}
 	case s.reloadQ.pending:
-		s.op, s.waiters, s.reloadQ = OpReload, s.reloadQ.waiters, queue{}
+		s.op, s.waiters, s.reloadQ = link.OpReload, s.reloadQ.waiters, queue{}
 		s.log.Info("reload started", "config", s.o.ConfigPath)
 		data, err := s.readConfig()
 		if err != nil {
@@ -62,11 +64,11 @@ func (s *supervisor) startNext() {
 			s.finish(result{err: err})
 			return
 		}
-		if err := s.spawnNext(data, OpReload); err != nil {
+		if err := s.spawnNext(data, link.OpReload); err != nil {
 			s.nextFailed(err.Error())
 		}
 	case s.upgradeQ.pending && !s.parentUp:
-		s.op, s.waiters, s.upgradeQ = OpUpgrade, s.upgradeQ.waiters, queue{}
+		s.op, s.waiters, s.upgradeQ = link.OpUpgrade, s.upgradeQ.waiters, queue{}
 		s.startUpgrade()
 	}
 }
@@ -142,7 +144,7 @@ func (s *supervisor) promote(p *proc) {
 			return
 		}
 		s.finish(result{})
-	case OpReload:
+	case link.OpReload:
 		s.log.Info("reload done", "gen", p.gen, "worker_pid", p.pid)
 		s.finish(result{msg: fmt.Sprintf("reloaded: worker pid %d serving %s", p.pid, s.o.ConfigPath)})
 	default:
@@ -159,7 +161,7 @@ func (s *supervisor) serving() error {
 		}
 	}
 	if s.handover != nil {
-		_ = writeMsg(s.handover, msgReady, []byte(fmt.Sprint(os.Getpid())))
+		_ = link.Write(s.handover, link.Ready, []byte(fmt.Sprint(os.Getpid())))
 		s.handover.Close()
 		s.handover = nil
 	}
@@ -242,7 +244,7 @@ func (s *supervisor) shutdown(cause error) {
 		}
 		*q = queue{}
 	}
-	if s.op != OpUpgrade {
+	if s.op != link.OpUpgrade {
 		for _, w := range s.waiters {
 			reply(w, result{err: stop})
 		}

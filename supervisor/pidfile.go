@@ -58,10 +58,3 @@ func removePIDFile(path string) (bool, error) {
 	}
 	return true, nil
 }
-
-// ControlPath is the unix socket that "srp reload" and "srp upgrade" use
-// to reach the supervisor whose pidfile is pidfile: the same name with
-// ".sock" in place of a ".pid" extension.
-func ControlPath(pidfile string) string {
-	return strings.TrimSuffix(pidfile, ".pid") + ".sock"
-}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"srp/supervisor/link"
 )
 
 // proc is one worker process as the supervisor sees it. Its fields are
@@ -26,13 +28,13 @@ type proc struct {
 	drained bool      // DRAIN sent or process killed: its exit is expected
 	killAt  time.Time // when a draining or failed worker is killed; zero if not armed
 
-	failText string // last msgError text, set by the reader before it finishes
+	failText string // last link.Error text, set by the reader before it finishes
 }
 
 // procEvent is what the watcher goroutines report to the lifecycle loop.
 type procEvent struct {
 	p      *proc
-	ready  bool  // msgReady arrived
+	ready  bool  // link.Ready arrived
 	exited bool  // the process was reaped
 	status error // exit status when exited (nil: exit 0)
 }
@@ -83,13 +85,13 @@ func spawn(wc workerCommand, gen int, lns []*os.File, config []byte, keys [][32]
 	p := &proc{gen: gen, pid: cmd.Process.Pid, cmd: cmd, conn: ours, started: time.Now()}
 	// Both messages fit in the socket buffer for any sane config; a worker
 	// that dies first makes these fail, and its exit is reported anyway.
-	_ = writeMsg(ours, msgConfig, config)
-	_ = writeMsg(ours, msgKeys, encodeKeys(keys))
+	_ = link.Write(ours, link.Config, config)
+	_ = link.Write(ours, link.Keys, link.EncodeKeys(keys))
 	p.watch(events, done)
 	return p, nil
 }
 
-// watch reports msgReady as it arrives and the exit once the process is
+// watch reports link.Ready as it arrives and the exit once the process is
 // reaped and its messages are all read, so failText is complete by then.
 func (p *proc) watch(events chan<- procEvent, done <-chan struct{}) {
 	send := func(e procEvent) {
@@ -102,20 +104,20 @@ func (p *proc) watch(events chan<- procEvent, done <-chan struct{}) {
 	go func() {
 		defer close(read)
 		for {
-			m, err := readMsg(p.conn)
+			m, err := link.Read(p.conn)
 			if err != nil {
 				if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 					p.failText = appendLine(p.failText, "control socket: "+err.Error())
 				}
 				return
 			}
-			switch m.typ {
-			case msgReady:
+			switch m.Type {
+			case link.Ready:
 				send(procEvent{p: p, ready: true})
-			case msgError:
-				p.failText = appendLine(p.failText, string(m.payload))
+			case link.Error:
+				p.failText = appendLine(p.failText, string(m.Payload))
 			default:
-				p.failText = appendLine(p.failText, fmt.Sprintf("unexpected %s message from worker", m.typ))
+				p.failText = appendLine(p.failText, fmt.Sprintf("unexpected %s message from worker", m.Type))
 				_ = p.cmd.Process.Kill()
 				return
 			}
@@ -140,7 +142,7 @@ func appendLine(s, line string) string {
 func (p *proc) drain(deadline time.Time) {
 	p.drained = true
 	p.killAt = deadline
-	_ = writeMsg(p.conn, msgDrain, nil)
+	_ = link.Write(p.conn, link.Drain, nil)
 }
 
 func (p *proc) kill() {

@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/cloudflare/tableflip"
+
+	"srp/supervisor/link"
 )
 
 // Options configure a supervisor. Zero values take the defaults named on each field.
@@ -195,7 +197,7 @@ func (s *supervisor) setup() error {
 		s.files = append(s.files, f)
 	}
 	if s.o.PIDFile != "" {
-		path := ControlPath(s.o.PIDFile)
+		path := link.ControlPath(s.o.PIDFile)
 		s.ctl, err = s.upg.ListenWithCallback("unix", path, func(_, addr string) (net.Listener, error) {
 			return listenControl(addr)
 		})
@@ -275,9 +277,9 @@ func (s *supervisor) nextDeadline() time.Time {
 func (s *supervisor) onSignal(sig os.Signal) {
 	switch sig {
 	case syscall.SIGHUP:
-		s.onRequest(request{op: OpReload})
+		s.onRequest(request{op: link.OpReload})
 	case syscall.SIGUSR2:
-		s.onRequest(request{op: OpUpgrade})
+		s.onRequest(request{op: link.OpUpgrade})
 	default:
 		if s.stopping {
 			s.log.Info("signal ignored: already stopping", "signal", sig.String())

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"srp/supervisor/link"
 )
 
 // An upgrade runs the srp binary now on disk with the listeners inherited
@@ -28,7 +30,7 @@ func (s *supervisor) startUpgrade() {
 		theirs.Close()
 	}
 	if err == nil {
-		err = writeMsg(ours, msgKeys, encodeKeys(s.keys))
+		err = link.Write(ours, link.Keys, link.EncodeKeys(s.keys))
 	}
 	if err != nil {
 		if ours != nil {
@@ -77,15 +79,15 @@ func (s *supervisor) onUpgraded(err error) {
 func parseHandover(b []byte) (pid int, text string) {
 	r := bytes.NewReader(b)
 	for {
-		m, err := readMsg(r)
+		m, err := link.Read(r)
 		if err != nil {
 			return pid, text
 		}
-		switch m.typ {
-		case msgReady:
-			pid, _ = strconv.Atoi(string(m.payload))
-		case msgError:
-			text = appendLine(text, string(m.payload))
+		switch m.Type {
+		case link.Ready:
+			pid, _ = strconv.Atoi(string(m.Payload))
+		case link.Error:
+			text = appendLine(text, string(m.Payload))
 		}
 	}
 }
@@ -104,15 +106,15 @@ func (s *supervisor) takeHandover() error {
 	}
 	s.handover = c.(*net.UnixConn)
 	_ = s.handover.SetReadDeadline(time.Now().Add(10 * time.Second))
-	m, err := readMsg(s.handover)
+	m, err := link.Read(s.handover)
 	_ = s.handover.SetReadDeadline(time.Time{})
 	if err != nil {
 		return fmt.Errorf("handover: %w", err)
 	}
-	if m.typ != msgKeys {
-		return fmt.Errorf("handover: %w: %s message instead of keys", errProtocol, m.typ)
+	if m.Type != link.Keys {
+		return fmt.Errorf("handover: %w: %s message instead of keys", link.ErrProtocol, m.Type)
 	}
-	s.keys, err = decodeKeys(m.payload)
+	s.keys, err = link.DecodeKeys(m.Payload)
 	return err
 }
 
@@ -122,5 +124,5 @@ func (s *supervisor) tellOld(err error) {
 	if s.handover == nil || err == nil {
 		return
 	}
-	_ = writeMsg(s.handover, msgError, []byte(err.Error()))
+	_ = link.Write(s.handover, link.Error, []byte(err.Error()))
 }

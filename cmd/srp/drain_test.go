@@ -8,12 +8,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"srp/supervisor/link"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"srp/supervisor"
 )
 
 func TestSIGTERMDrainsAndRemovesPidfile(t *testing.T) {
@@ -34,7 +33,7 @@ func TestSIGTERMDrainsAndRemovesPidfile(t *testing.T) {
 	if _, err := os.Stat(s.pidfile); !os.IsNotExist(err) {
 		t.Errorf("pidfile still there after SIGTERM: %v", err)
 	}
-	if _, err := os.Stat(supervisor.ControlPath(s.pidfile)); !os.IsNotExist(err) {
+	if _, err := os.Stat(link.ControlPath(s.pidfile)); !os.IsNotExist(err) {
 		t.Errorf("control socket still there after SIGTERM: %v", err)
 	}
 }

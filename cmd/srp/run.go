@@ -17,6 +17,7 @@ import (
 	"srp/platform"
 	"srp/registry"
 	"srp/supervisor"
+	"srp/supervisor/link"
 	"srp/worker"
 )
 
@@ -143,7 +144,7 @@ func cmdWorker(args []string, stderr io.Writer) int {
 	// process group (Ctrl-C, a terminal hangup): only SIGTERM and SIGINT
 	// mean anything here, and they mean drain.
 	signal.Ignore(syscall.SIGHUP, syscall.SIGUSR2)
-	w, err := supervisor.Attach(len(f.listenAddrs()))
+	w, err := link.Attach(len(f.listenAddrs()))
 	if err != nil {
 		log.Error("worker start", "err", err)
 		return 2
@@ -198,7 +199,7 @@ func cmdSignal(name string, args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *wait)
 	defer cancel()
-	ok, lines, err := supervisor.Request(ctx, *pidfile, name)
+	ok, lines, err := link.Request(ctx, *pidfile, name)
 	if err != nil {
 		fmt.Fprintf(stderr, "srp %s: %v\n", name, err)
 		return 1

@@ -1,4 +1,4 @@
-package supervisor
+package link
 
 import (
 	"bytes"
@@ -10,25 +10,25 @@ import (
 func TestMessageRoundTrip(t *testing.T) {
 	var buf bytes.Buffer
 	keys := [][32]byte{{1, 2, 3}, {4}}
-	for _, m := range []message{
-		{msgConfig, []byte(`{"Services": {}}`)},
-		{msgKeys, encodeKeys(keys)},
-		{msgReady, nil},
-		{msgError, []byte("line one\nline two")},
-		{msgDrain, nil},
+	for _, m := range []Message{
+		{Config, []byte(`{"Services": {}}`)},
+		{Keys, EncodeKeys(keys)},
+		{Ready, nil},
+		{Error, []byte("line one\nline two")},
+		{Drain, nil},
 	} {
-		if err := writeMsg(&buf, m.typ, m.payload); err != nil {
+		if err := Write(&buf, m.Type, m.Payload); err != nil {
 			t.Fatal(err)
 		}
-		got, err := readMsg(&buf)
+		got, err := Read(&buf)
 		if err != nil {
-			t.Fatalf("%s: %v", m.typ, err)
+			t.Fatalf("%s: %v", m.Type, err)
 		}
-		if got.typ != m.typ || !bytes.Equal(got.payload, m.payload) {
-			t.Errorf("sent %s %q, got %s %q", m.typ, m.payload, got.typ, got.payload)
+		if got.Type != m.Type || !bytes.Equal(got.Payload, m.Payload) {
+			t.Errorf("sent %s %q, got %s %q", m.Type, m.Payload, got.Type, got.Payload)
 		}
 	}
-	got, err := decodeKeys(encodeKeys(keys))
+	got, err := DecodeKeys(EncodeKeys(keys))
 	if err != nil || len(got) != 2 || got[0] != keys[0] || got[1] != keys[1] {
 		t.Errorf("keys round trip: %v %v", got, err)
 	}
@@ -41,19 +41,19 @@ func TestMessageErrors(t *testing.T) {
 		want  error
 	}{
 		{"clean end", nil, io.EOF},
-		{"unknown type", []byte{'X', 0, 0, 0, 0}, errProtocol},
-		{"oversized", []byte{'C', 0xff, 0xff, 0xff, 0xff}, errProtocol},
+		{"unknown type", []byte{'X', 0, 0, 0, 0}, ErrProtocol},
+		{"oversized", []byte{'C', 0xff, 0xff, 0xff, 0xff}, ErrProtocol},
 		{"short header", []byte{'C', 0}, io.ErrUnexpectedEOF},
 		{"short payload", []byte{'C', 0, 0, 0, 5, 'a'}, io.ErrUnexpectedEOF},
 	} {
-		_, err := readMsg(bytes.NewReader(tc.input))
+		_, err := Read(bytes.NewReader(tc.input))
 		if !errors.Is(err, tc.want) {
 			t.Errorf("%s: got %v, want %v", tc.name, err, tc.want)
 		}
 	}
 	for _, bad := range [][]byte{nil, make([]byte, 31), make([]byte, 33)} {
-		if _, err := decodeKeys(bad); !errors.Is(err, errProtocol) {
-			t.Errorf("decodeKeys(%d bytes): %v, want a protocol error", len(bad), err)
+		if _, err := DecodeKeys(bad); !errors.Is(err, ErrProtocol) {
+			t.Errorf("DecodeKeys(%d bytes): %v, want a protocol error", len(bad), err)
 		}
 	}
 }
@@ -65,12 +65,12 @@ func FuzzReadMsg(f *testing.F) {
 	f.Add([]byte{'E', 0, 0, 0, 2, 'h', 'i'})
 	f.Add([]byte{'Z', 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		m, err := readMsg(bytes.NewReader(data))
+		m, err := Read(bytes.NewReader(data))
 		if err != nil {
 			return
 		}
 		var buf bytes.Buffer
-		if err := writeMsg(&buf, m.typ, m.payload); err != nil {
+		if err := Write(&buf, m.Type, m.Payload); err != nil {
 			t.Fatal(err)
 		}
 		if !bytes.HasPrefix(data, buf.Bytes()) {

@@ -1,4 +1,4 @@
-package supervisor
+package link
 
 import (
 	"errors"
@@ -11,8 +11,8 @@ import (
 // A worker process finds its control socket at fd 3 and the listeners, in
 // the supervisor's order, from fd 4 on (exec.Cmd.ExtraFiles numbering).
 const (
-	controlFD   = 3
-	firstListen = 4
+	ControlFD   = 3
+	FirstListen = 4
 )
 
 // Worker is a worker process's end of the supervisor link: what it was
@@ -28,7 +28,7 @@ type Worker struct {
 // Attach takes over the descriptors a supervisor handed this process and
 // reads its start-up messages. n is the number of listeners to expect.
 func Attach(n int) (*Worker, error) {
-	f := os.NewFile(controlFD, "control")
+	f := os.NewFile(ControlFD, "control")
 	if f == nil {
 		return nil, errors.New("no control socket: srp worker is started by the supervisor only")
 	}
@@ -44,7 +44,7 @@ func Attach(n int) (*Worker, error) {
 	}
 	w := &Worker{conn: uc}
 	for i := range n {
-		lf := os.NewFile(uintptr(firstListen+i), fmt.Sprintf("listener%d", i))
+		lf := os.NewFile(uintptr(FirstListen+i), fmt.Sprintf("listener%d", i))
 		ln, err := net.FileListener(lf) // dups, keeping the socket non-blocking
 		lf.Close()
 		if err != nil {
@@ -54,22 +54,22 @@ func Attach(n int) (*Worker, error) {
 		w.Listeners = append(w.Listeners, ln)
 	}
 	for w.Config == nil || w.TicketKeys == nil {
-		m, err := readMsg(uc)
+		m, err := Read(uc)
 		if err != nil {
 			w.close()
 			return nil, fmt.Errorf("read start-up messages: %w", err)
 		}
-		switch m.typ {
-		case msgConfig:
-			w.Config = m.payload
-		case msgKeys:
-			if w.TicketKeys, err = decodeKeys(m.payload); err != nil {
+		switch m.Type {
+		case Config:
+			w.Config = m.Payload
+		case Keys:
+			if w.TicketKeys, err = DecodeKeys(m.Payload); err != nil {
 				w.close()
 				return nil, err
 			}
 		default:
 			w.close()
-			return nil, fmt.Errorf("%w: %s message before start-up finished", errProtocol, m.typ)
+			return nil, fmt.Errorf("%w: %s message before start-up finished", ErrProtocol, m.Type)
 		}
 	}
 	return w, nil
@@ -83,10 +83,10 @@ func (w *Worker) close() {
 }
 
 // Ready tells the supervisor this worker is serving.
-func (w *Worker) Ready() error { return writeMsg(w.conn, msgReady, nil) }
+func (w *Worker) Ready() error { return Write(w.conn, Ready, nil) }
 
 // Fail tells the supervisor why this worker cannot serve.
-func (w *Worker) Fail(err error) { _ = writeMsg(w.conn, msgError, []byte(err.Error())) }
+func (w *Worker) Fail(err error) { _ = Write(w.conn, Error, []byte(err.Error())) }
 
 // WaitDrain blocks until the worker must retire and says why: the
 // supervisor asked it to drain, or the supervisor is gone (its end of the
@@ -94,12 +94,12 @@ func (w *Worker) Fail(err error) { _ = writeMsg(w.conn, msgError, []byte(err.Err
 // A malformed message is also a reason to retire: the link can no longer
 // be trusted.
 func (w *Worker) WaitDrain() string {
-	m, err := readMsg(w.conn)
+	m, err := Read(w.conn)
 	switch {
-	case err == nil && m.typ == msgDrain:
+	case err == nil && m.Type == Drain:
 		return "supervisor asked to drain"
 	case err == nil:
-		return fmt.Sprintf("unexpected %s message from supervisor", m.typ)
+		return fmt.Sprintf("unexpected %s message from supervisor", m.Type)
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 		return "supervisor gone"
 	}

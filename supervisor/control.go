@@ -1,0 +1,82 @@
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"syscall"
+
+	"srp/supervisor/link"
+)
+
+// request is a reload or upgrade asked for by a signal (reply nil) or a
+// control-socket client.
+type request struct {
+	op    string
+	reply chan<- result
+}
+
+// result is the outcome of one operation, sent to every waiter.
+type result struct {
+	err error  // nil on success; its lines are printed one per line
+	msg string // what happened, on success
+}
+
+// serveControl answers clients on ln until it is closed. done is closed when
+// the lifecycle loop has stopped taking requests.
+func serveControl(ln net.Listener, requests chan<- request, done <-chan struct{}) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go handleControl(c, requests, done)
+	}
+}
+
+func handleControl(c net.Conn, requests chan<- request, done <-chan struct{}) {
+	defer c.Close()
+	op, err := link.ReadRequest(c)
+	if err != nil {
+		return
+	}
+	var res result
+	if op != link.OpReload && op != link.OpUpgrade {
+		res.err = fmt.Errorf("unknown request %q", op)
+	} else {
+		reply := make(chan result, 1)
+		select {
+		case requests <- request{op: op, reply: reply}:
+			select {
+			case res = <-reply:
+			case <-done:
+				res.err = errors.New("srp is shutting down")
+			}
+		case <-done:
+			res.err = errors.New("srp is shutting down")
+		}
+	}
+	link.WriteAnswer(c, res.msg, res.err)
+}
+
+// listenControl opens the control socket at path, replacing a stale socket
+// left by a supervisor that was killed, and refusing to take over one that
+// still answers. Only the owner may connect.
+func listenControl(path string) (net.Listener, error) {
+	if c, err := net.Dial("unix", path); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("control socket %s: another srp is running", path)
+	} else if errors.Is(err, syscall.ECONNREFUSED) {
+		if fi, serr := os.Lstat(path); serr == nil && fi.Mode()&os.ModeSocket != 0 {
+			_ = os.Remove(path)
+		}
+	}
+	old := syscall.Umask(0o177)
+	ln, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	return ln, nil
+}
