@@ -6,10 +6,8 @@ import (
 	"log"
 	"log/slog"
 	"net/http"
+	"srp/worker/upstream"
 )
-
-// statusClientClosed is logged, never sent: the client is gone.
-const statusClientClosed = 499
 
 // errorHandler maps every proxy failure to a status in one place and logs
 // it once. Clients get the bare status text, never internals.
@@ -25,7 +23,7 @@ func newErrorHandler(l *slog.Logger) *errorHandler {
 func (h *errorHandler) serve(w http.ResponseWriter, r *http.Request, err error) {
 	status := statusFor(r, err)
 	h.logFailure("proxy error", status, r.Host, r.Method, r.URL.Path, r.Header.Get("X-Request-Id"), err)
-	if status == statusClientClosed {
+	if status == upstream.StatusClientClosed {
 		return
 	}
 	if status == http.StatusBadRequest || status == http.StatusRequestEntityTooLarge {
@@ -37,9 +35,9 @@ func (h *errorHandler) serve(w http.ResponseWriter, r *http.Request, err error) 
 // logFailure writes the one log line of a failed request, on either path.
 func (h *errorHandler) logFailure(msg string, status int, host, method, path, id string, err error) {
 	backend := ""
-	var be *backendError
+	var be *upstream.BackendError
 	if errors.As(err, &be) {
-		backend = be.addr
+		backend = be.Addr
 	}
 	h.log.Warn(msg, "status", status, "host", host, "method", method,
 		"path", path, "backend", backend, "request_id", id, "err", err)
@@ -48,30 +46,7 @@ func (h *errorHandler) logFailure(msg string, status int, host, method, path, id
 func statusFor(r *http.Request, err error) int {
 	var tooBig *http.MaxBytesError
 	if !errors.As(err, &tooBig) && errors.Is(r.Context().Err(), context.Canceled) {
-		return statusClientClosed
+		return upstream.StatusClientClosed
 	}
-	return statusOf(err)
-}
-
-// statusOf maps a proxy failure to the status the client gets; no
-// backend left to try is a 502 like any other failure.
-func statusOf(err error) int {
-	var cb *clientBodyError
-	var tooBig *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooBig):
-		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, errClientGone):
-		return statusClientClosed
-	case errors.As(err, &cb):
-		return http.StatusBadRequest
-	case isTimeout(err) && !isDial(err):
-		return http.StatusGatewayTimeout
-	}
-	return http.StatusBadGateway
-}
-
-func isDial(err error) bool {
-	var de *dialError
-	return errors.As(err, &de)
+	return upstream.StatusOf(err)
 }

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"slices"
+	"srp/worker/upstream"
 	"strings"
 	"sync"
 	"testing"
@@ -257,7 +258,7 @@ func send(addr string, parts []string, limit time.Duration, withProbe bool) clie
 		resp, err := http.ReadResponse(br, &http.Request{Method: method})
 		if err != nil {
 			switch {
-			case !isTimeout(err):
+			case !upstream.IsTimeout(err):
 				v.closed = true
 			case !extra:
 				v.err = "timed out waiting for an answer"
@@ -299,7 +300,7 @@ func views(rec *recorder) []backendView {
 		}
 		h := s.header.Clone()
 		// Generated IDs differ by their counter; a kept one must be equal.
-		if id := h.Values("X-Request-Id"); len(id) == 1 && strings.HasPrefix(id[0], idPrefix) && saneRequestID(id[0]) {
+		if id := h.Values("X-Request-Id"); len(id) == 1 && strings.HasPrefix(id[0], idPrefix) && upstream.SaneRequestID(id[0]) {
 			h["X-Request-Id"] = []string{"generated"}
 		}
 		// The fast path passes the client's Content-Length line as it
@@ -507,3 +508,9 @@ func FuzzFastPath(f *testing.F) {
 		}
 	})
 }
+
+// idPrefix is what every request ID this process generates starts with.
+var idPrefix = func() string {
+	id := string(upstream.AppendNewID(nil))
+	return id[:strings.IndexByte(id, '-')+1]
+}()

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"srp/registry"
+	"srp/worker/guard"
 )
 
 // parsed is one request as an HTTP parser saw it.
@@ -242,7 +243,7 @@ func FuzzGuardFraming(f *testing.F) {
 	log := discardLogger()
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		direct := readAll(bytes.NewReader(raw))
-		g := &guardConn{Conn: &memConn{r: bytes.NewReader(raw)}, log: log}
+		g := guard.NewConn(&memConn{r: bytes.NewReader(raw)}, 0, log)
 		guarded := readAll(g)
 		if len(guarded) > len(direct) {
 			t.Fatalf("through the guard %d requests, directly %d: %q", len(guarded), len(direct), raw)

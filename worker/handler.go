@@ -8,12 +8,14 @@ import (
 
 	"srp/api"
 	"srp/registry"
+	"srp/worker/upstream"
 )
 
 // route is what serves one proxied service.
 type route struct {
-	pool  *pool
-	proxy *httputil.ReverseProxy
+	pool      *upstream.Pool
+	transport *transport
+	proxy     *httputil.ReverseProxy
 }
 
 // router dispatches a request by Host: redirect, proxy, internal API or 404.
@@ -21,7 +23,7 @@ type router struct {
 	snap     *registry.Snapshot
 	routes   map[*registry.Service]*route // built once; read-only afterwards
 	api      *api.Handler                 // nil when the API is off
-	backends *backends                    // the fast path's backend connections
+	addrs    []string                     // every backend of every route
 	errs     *errorHandler
 	draining *atomic.Bool
 }
@@ -68,16 +70,38 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// client as a second one.
 	r.Header.Del("Expect")
 	// Set on the inbound request so the error log names the ID the backend saw.
-	r.Header["X-Request-Id"] = []string{requestID(r)}
+	r.Header["X-Request-Id"] = []string{upstream.RequestID(r)}
 	rt.routes[svc].proxy.ServeHTTP(forUpgrade(w, r), r)
 }
 
 // healthy lists the backends of svc currently in rotation, for the API.
 func (rt *router) healthy(svc *registry.Service) []string {
 	if r := rt.routes[svc]; r != nil {
-		return append([]string(nil), *r.pool.healthy.Load()...)
+		return r.pool.Healthy()
 	}
 	return nil
+}
+
+// Route, Draining and LogFailure are what the fast path asks of the
+// router (fast.Router); they hold it to the same decisions as ServeHTTP.
+
+// Route returns the pool of the service proxied for host, or nil where
+// ServeHTTP answers otherwise (404, a redirect, the API).
+func (rt *router) Route(host string) *upstream.Pool {
+	svc := rt.snap.Lookup(host)
+	if svc == nil || svc.Redirect != nil {
+		return nil
+	}
+	if r := rt.routes[svc]; r != nil {
+		return r.pool
+	}
+	return nil
+}
+
+func (rt *router) Draining() bool { return rt.draining.Load() }
+
+func (rt *router) LogFailure(msg string, status int, host, method, path, id string, err error) {
+	rt.errs.logFailure(msg, status, host, method, path, id, err)
 }
 
 // redirect answers with the service's redirect target, keeping the
@@ -98,4 +122,20 @@ func redirect(w http.ResponseWriter, r *http.Request, rd *registry.Redirect) {
 	}
 	w.Header().Set("Location", u.String())
 	w.WriteHeader(code)
+}
+
+// checkRequest returns the status for a request that must not be routed,
+// or 0. CONNECT and a missing Host are handled by the router.
+func checkRequest(r *http.Request) int {
+	if r.URL.User != nil {
+		return http.StatusBadRequest // absolute-form target with userinfo
+	}
+	if r.TLS != nil && r.TLS.ServerName != "" &&
+		registry.NormalizeHost(r.TLS.ServerName) != registry.NormalizeHost(r.Host) {
+		// The connection was opened for another name: a client reusing it
+		// must open a new one rather than reach this host's backends on
+		// the strength of another host's certificate.
+		return http.StatusMisdirectedRequest
+	}
+	return 0
 }

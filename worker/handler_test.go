@@ -49,65 +49,6 @@ func TestRedirectLocation(t *testing.T) {
 	}
 }
 
-func TestSaneRequestID(t *testing.T) {
-	for id, want := range map[string]bool{
-		"0af7651916cd43dd8448eb211c80319c":                        true,
-		"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01": true,
-		"Root=1-67891233-abcdef012345678912345678":                true,
-		"abc_DEF.1:2/3+4=":                                        true,
-		string(make([]byte, 0)):                                   false,
-		"has space":                                               false,
-		"new\nline":                                               false,
-		"tab\t":                                                   false,
-		"<script>":                                                false,
-		`quote"`:                                                  false,
-		"semi;colon":                                              false,
-		"ünïcode":                                                 false,
-		string(make([]byte, 129)):                                 false,
-	} {
-		if got := saneRequestID(id); got != want {
-			t.Errorf("saneRequestID(%q) = %v, want %v", id, got, want)
-		}
-	}
-	long := make([]byte, 128)
-	for i := range long {
-		long[i] = 'a'
-	}
-	if !saneRequestID(string(long)) || saneRequestID(string(long)+"a") {
-		t.Error("the length limit is not 128")
-	}
-}
-
-func TestGeneratedRequestIDsAreSaneAndUnique(t *testing.T) {
-	seen := map[string]bool{}
-	for range 1000 {
-		r := httptest.NewRequest("GET", "/", nil)
-		id := requestID(r)
-		if !saneRequestID(id) || seen[id] {
-			t.Fatalf("generated ID %q: sane %v, seen before %v", id, saneRequestID(id), seen[id])
-		}
-		seen[id] = true
-	}
-	r := httptest.NewRequest("GET", "/", nil)
-	r.Header["X-Request-Id"] = []string{"a", "b"}
-	if id := requestID(r); id == "a" || id == "b" {
-		t.Fatal("one of two X-Request-Id values was kept")
-	}
-}
-
-func TestClientIP(t *testing.T) {
-	for addr, want := range map[string]string{
-		"192.0.2.7:5555":          "192.0.2.7",
-		"[::ffff:192.0.2.7]:5555": "192.0.2.7",
-		"[2001:db8::7]:5555":      "2001:db8::7",
-		"garbage":                 "",
-	} {
-		if got := clientIP(addr); got != want {
-			t.Errorf("clientIP(%q) = %q, want %q", addr, got, want)
-		}
-	}
-}
-
 func TestConnectRefused(t *testing.T) {
 	snap, err := registry.Parse("t.json", []byte(`{"Services": {"app.test": {"Backends": ["127.0.0.1:1"]}}}`))
 	if err != nil {

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"slices"
+	"srp/worker/guard"
 	"strings"
 	"testing"
 )
@@ -173,7 +174,7 @@ func BenchmarkGuardRead(b *testing.B) {
 		"Accept: */*\r\nAccept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate, br\r\n" +
 		"Cookie: session=" + strings.Repeat("c", 200) + "\r\nConnection: keep-alive\r\n\r\n"
 	stream := strings.NewReader("")
-	g := &guardConn{Conn: &memConn{r: stream}, log: discardLogger()}
+	g := guard.NewConn(&memConn{r: stream}, 0, discardLogger())
 	p := make([]byte, 4096)
 	b.SetBytes(int64(len(req)))
 	b.ReportAllocs()

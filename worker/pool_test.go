@@ -15,48 +15,8 @@ import (
 	"time"
 
 	"srp/registry"
+	"srp/worker/upstream"
 )
-
-func fixedPool(up ...string) *pool {
-	p := &pool{}
-	p.healthy.Store(&up)
-	return p
-}
-
-func TestPickRoundRobin(t *testing.T) {
-	p := fixedPool("a", "b", "c")
-	counts := map[string]int{}
-	for range 300 {
-		counts[p.pick(nil)]++
-	}
-	if counts["a"] != 100 || counts["b"] != 100 || counts["c"] != 100 {
-		t.Fatalf("300 picks over 3 backends: %v", counts)
-	}
-	// Consecutive picks never repeat a backend while others are healthy.
-	prev := ""
-	for range 10 {
-		b := p.pick(nil)
-		if b == prev {
-			t.Fatalf("picked %s twice in a row", b)
-		}
-		prev = b
-	}
-}
-
-func TestPickSkipsTried(t *testing.T) {
-	p := fixedPool("a", "b", "c")
-	for range 30 {
-		if b := p.pick([]string{"a", "c"}); b != "b" {
-			t.Fatalf("pick after trying a and c = %q, want b", b)
-		}
-	}
-	if b := p.pick([]string{"a", "b", "c"}); b != "" {
-		t.Fatalf("pick with every backend tried = %q, want none", b)
-	}
-	if b := fixedPool().pick(nil); b != "" {
-		t.Fatalf("pick from no healthy backend = %q", b)
-	}
-}
 
 // countingTransport is the worker's real transport with every dial counted.
 func countingTransport(dials *atomic.Int32) *http.Transport {
@@ -88,7 +48,7 @@ func closedAddrs(t *testing.T, n int) []string {
 func TestDialFailuresTriedThreeTimes(t *testing.T) {
 	var dials atomic.Int32
 	svc := &registry.Service{Host: "app.test", Backends: closedAddrs(t, 4)}
-	p := newPool(svc, countingTransport(&dials))
+	p := &transport{pool: upstream.NewPool(svc), rt: countingTransport(&dials)}
 	for _, method := range []string{"GET", "POST"} {
 		dials.Store(0)
 		req := httptest.NewRequest(method, "http://app.test/", strings.NewReader("body"))
@@ -100,7 +60,7 @@ func TestDialFailuresTriedThreeTimes(t *testing.T) {
 		if n := dials.Load(); n != 3 { // the contract says 3 tries
 			t.Errorf("%s: %d dials, want 3", method, n)
 		}
-		if !isDial(err) || statusFor(req, err) != http.StatusBadGateway {
+		if !upstream.IsDial(err) || statusFor(req, err) != http.StatusBadGateway {
 			t.Errorf("%s: error %v maps to %d, want a dial error and 502", method, err, statusFor(req, err))
 		}
 	}
@@ -132,7 +92,7 @@ func TestRetriedBodyArrivesWhole(t *testing.T) {
 	defer live.Close()
 	var dials atomic.Int32
 	svc := &registry.Service{Host: "app.test", Backends: append(closedAddrs(t, 2), live.Listener.Addr().String())}
-	p := newPool(svc, countingTransport(&dials))
+	p := &transport{pool: upstream.NewPool(svc), rt: countingTransport(&dials)}
 	body := strings.Repeat("payload ", 10000)
 	for range 3 { // whichever backend the rotation offers first
 		got.Store("")
@@ -159,7 +119,7 @@ func (timeoutErr) Timeout() bool   { return true }
 func (timeoutErr) Temporary() bool { return true }
 
 func TestRetryable(t *testing.T) {
-	dial := &dialError{errors.New("connection refused")}
+	dial := &upstream.DialError{Err: errors.New("connection refused")}
 	reset := errors.New("connection reset by peer")
 	cancelled, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -213,15 +173,15 @@ func TestStatusFor(t *testing.T) {
 		err  error
 		want int
 	}{
-		{plain, errNoBackend, 502},
-		{plain, &backendError{"10.0.0.1:80", &dialError{errors.New("refused")}}, 502},
-		{plain, &backendError{"10.0.0.1:80", &dialError{&net.OpError{Op: "dial", Err: os.ErrDeadlineExceeded}}}, 502},
-		{plain, &backendError{"10.0.0.1:80", timeoutErr{}}, 504},
+		{plain, upstream.ErrNoBackend, 502},
+		{plain, &upstream.BackendError{Addr: "10.0.0.1:80", Err: &upstream.DialError{Err: errors.New("refused")}}, 502},
+		{plain, &upstream.BackendError{Addr: "10.0.0.1:80", Err: &upstream.DialError{Err: &net.OpError{Op: "dial", Err: os.ErrDeadlineExceeded}}}, 502},
+		{plain, &upstream.BackendError{Addr: "10.0.0.1:80", Err: timeoutErr{}}, 504},
 		{plain, fmt.Errorf("wrapped: %w", &net.OpError{Op: "read", Err: os.ErrDeadlineExceeded}), 504},
-		{plain, &backendError{"10.0.0.1:80", io.ErrUnexpectedEOF}, 502},
-		{plain, &clientBodyError{io.ErrUnexpectedEOF}, 400},
+		{plain, &upstream.BackendError{Addr: "10.0.0.1:80", Err: io.ErrUnexpectedEOF}, 502},
+		{plain, &upstream.ClientBodyError{Err: io.ErrUnexpectedEOF}, 400},
 		{plain, &http.MaxBytesError{Limit: 1}, 413},
-		{plain.WithContext(cancelled), &backendError{"10.0.0.1:80", context.Canceled}, statusClientClosed},
+		{plain.WithContext(cancelled), &upstream.BackendError{Addr: "10.0.0.1:80", Err: context.Canceled}, upstream.StatusClientClosed},
 	} {
 		if got := statusFor(tc.req, tc.err); got != tc.want {
 			t.Errorf("statusFor(%v) = %d, want %d", tc.err, got, tc.want)

@@ -25,6 +25,9 @@ import (
 	"srp/api"
 	"srp/health"
 	"srp/registry"
+	"srp/worker/fast"
+	"srp/worker/guard"
+	"srp/worker/upstream"
 )
 
 // Options configure a worker. Zero values take the defaults named on each field.
@@ -68,7 +71,8 @@ func Run(ctx context.Context, o Options, ready func()) error {
 	}
 
 	rt, checker := build(o)
-	defer closeIdle(rt)
+	s := newServers(rt, o)
+	defer s.closeBackends()
 	plain, tlsConf := http.Handler(rt), o.TLS
 	if o.ACME != nil {
 		if o.HTTPS == nil || o.TLS != nil {
@@ -87,26 +91,25 @@ func Run(ctx context.Context, o Options, ready func()) error {
 		tlsConf = tlsConf.Clone()
 		// As net/http's own TLS serving: the server enables HTTP/2 only
 		// when its TLSConfig offers h2.
-		tlsConf.NextProtos = withHTTP(tlsConf.NextProtos)
+		tlsConf.NextProtos = guard.WithHTTP(tlsConf.NextProtos)
 		if len(o.TicketKeys) > 0 {
 			tlsConf.SetSessionTicketKeys(o.TicketKeys)
 		}
 	}
 	checker.Round(ctx)
 	for _, r := range rt.routes {
-		r.pool.refresh(checker)
+		r.pool.Refresh(checker)
 	}
 	hctx, stopHealth := context.WithCancel(ctx)
 	defer stopHealth()
 	go checker.Run(hctx)
-	go rt.backends.sweepEvery(hctx, 15*time.Second)
+	go s.fast.SweepEvery(hctx, 15*time.Second)
 
-	s := newServers(rt, o)
 	// In HTTPS mode the plain listener redirects rather than proxies, so
 	// only the router's own listeners have a fast path.
-	s.serve(guard(o.HTTP, o.Timeout, o.Logger), plain, nil, o.ACME == nil && !o.noFastPath)
+	s.serve(guard.Listen(o.HTTP, o.Timeout, o.Logger), plain, nil, o.ACME == nil && !o.noFastPath)
 	if o.HTTPS != nil {
-		s.serve(newTLSListener(o.HTTPS, tlsConf, o.Timeout, readHeaderTimeout, o.Logger), rt, tlsConf, !o.noFastPath)
+		s.serve(guard.NewTLSListener(o.HTTPS, tlsConf, o.Timeout, readHeaderTimeout, o.Logger), rt, tlsConf, !o.noFastPath)
 	}
 	if ready != nil {
 		ready()
@@ -125,20 +128,20 @@ func Run(ctx context.Context, o Options, ready func()) error {
 
 // build wires the router and the health checker for o.Snapshot.
 func build(o Options) (*router, *health.Checker) {
-	transport := newTransport(o.Timeout)
+	backends := newTransport(o.Timeout)
 	errs := newErrorHandler(o.Logger)
 	rt := &router{snap: o.Snapshot, routes: map[*registry.Service]*route{}, draining: new(atomic.Bool), errs: errs}
 	var targets []health.Target
-	var addrs []string
 	for _, svc := range o.Snapshot.Services() {
 		if svc.Redirect != nil {
 			continue
 		}
-		p := newPool(svc, transport)
-		rt.routes[svc] = &route{pool: p, proxy: newReverseProxy(p, errs)}
-		addrs = append(addrs, svc.Backends...)
+		p := upstream.NewPool(svc)
+		t := &transport{pool: p, rt: backends}
+		rt.routes[svc] = &route{pool: p, transport: t, proxy: newReverseProxy(t, errs)}
+		rt.addrs = append(rt.addrs, svc.Backends...)
 		if svc.HealthPath != "" {
-			targets = append(targets, p.targets...)
+			targets = append(targets, p.Targets...)
 		}
 	}
 	hopts := o.Health
@@ -148,21 +151,20 @@ func build(o Options) (*router, *health.Checker) {
 	var checker *health.Checker
 	hopts.OnChange = func() {
 		for _, r := range rt.routes {
-			r.pool.refresh(checker)
+			r.pool.Refresh(checker)
 		}
 	}
 	checker = health.New(targets, hopts)
-	rt.backends = newBackends(addrs)
 	rt.api = api.New(o.Snapshot, rt.healthy)
 	return rt, checker
 }
 
-// closeIdle closes the backend connections kept alive for rt, so a worker
-// that has drained leaves no connection or goroutine behind.
-func closeIdle(rt *router) {
-	rt.backends.closeIdle()
-	for _, r := range rt.routes {
-		if t, ok := r.pool.rt.(interface{ CloseIdleConnections() }); ok {
+// closeBackends closes the backend connections kept alive on both paths,
+// so a worker that has drained leaves no connection or goroutine behind.
+func (s *servers) closeBackends() {
+	s.fast.CloseBackends()
+	for _, r := range s.rt.routes {
+		if t, ok := r.transport.rt.(interface{ CloseIdleConnections() }); ok {
 			t.CloseIdleConnections()
 		}
 	}
@@ -186,7 +188,7 @@ type servers struct {
 	idleTimeout time.Duration // for keep-alive connections between requests
 	timeout     time.Duration // for a backend's response head
 	headTimeout time.Duration // for a request head
-	fast        *fastSet
+	fast        *fast.Server
 }
 
 func newServers(rt *router, o Options) *servers {
@@ -194,7 +196,8 @@ func newServers(rt *router, o Options) *servers {
 	s := &servers{rt: rt, log: o.Logger, base: base, cancel: cancel, failed: make(chan error, 2),
 		idleTimeout: cmp.Or(o.idleTimeout, 75*time.Second), timeout: o.Timeout,
 		headTimeout: cmp.Or(o.headTimeout, readHeaderTimeout)}
-	s.fast = &fastSet{s: s, conns: map[*fastConn]struct{}{}}
+	s.fast = fast.New(fast.Config{Router: rt, Backends: rt.addrs, Base: base, Timeout: s.timeout,
+		IdleTimeout: s.idleTimeout, HeadTimeout: s.headTimeout, Log: s.log, Count: s.countConn, Inflight: &s.inflight})
 	return s
 }
 
@@ -202,15 +205,15 @@ func newServers(rt *router, o Options) *servers {
 // exception while a certificate is issued).
 const readHeaderTimeout = 10 * time.Second
 
-// serve serves ln with h; with fast, the fast path takes the requests it
+// serve serves ln with h; with fastPath, the fast path takes the requests it
 // can and net/http gets the connections it hands over.
-func (s *servers) serve(ln net.Listener, h http.Handler, tlsConf *tls.Config, fast bool) {
+func (s *servers) serve(ln net.Listener, h http.Handler, tlsConf *tls.Config, fastPath bool) {
 	srv := &http.Server{
 		Handler:           s.track(h),
 		TLSConfig:         tlsConf,
 		ReadHeaderTimeout: s.headTimeout, // a slow-header client cannot hold a connection
 		IdleTimeout:       s.idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
+		MaxHeaderBytes:    guard.MaxHeaderBytes,
 		BaseContext:       func(net.Listener) context.Context { return s.base },
 		ConnState:         s.connState,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
@@ -218,10 +221,14 @@ func (s *servers) serve(ln net.Listener, h http.Handler, tlsConf *tls.Config, fa
 	s.list = append(s.list, srv)
 	s.lns = append(s.lns, ln)
 	served := ln
-	if fast {
-		hand := newHandoff(ln.Addr())
+	if fastPath {
+		hand := fast.NewHandoff(ln.Addr())
 		served = hand
-		go s.acceptFast(ln, hand)
+		go func() {
+			if err := s.fast.Serve(ln, hand); err != nil {
+				s.failed <- err
+			}
+		}()
 	}
 	go func() {
 		// A TLS listener hands over handshaken connections: *tls.Conn for
@@ -257,12 +264,12 @@ func (s *servers) track(h http.Handler) http.Handler {
 }
 
 func (s *servers) connState(c net.Conn, st http.ConnState) {
-	if g, ok := c.(interface{ hijacked() }); ok && st == http.StateHijacked {
-		g.hijacked() // what follows belongs to the tunnel
+	if g, ok := c.(interface{ Hijacked() }); ok && st == http.StateHijacked {
+		g.Hijacked() // what follows belongs to the tunnel
 	}
 	switch st {
 	case http.StateNew:
-		if g, ok := c.(interface{ countedAlready() bool }); ok && g.countedAlready() {
+		if g, ok := c.(interface{ CountedAlready() bool }); ok && g.CountedAlready() {
 			return
 		}
 		s.countConn(1)
@@ -307,7 +314,7 @@ func (s *servers) drain(grace, limit time.Duration) {
 
 	ctx, cancel := context.WithDeadline(context.Background(), start.Add(limit))
 	defer cancel()
-	s.fast.closeIdle()
+	s.fast.CloseIdle()
 	var wg sync.WaitGroup
 	for _, srv := range s.list {
 		wg.Go(func() { _ = srv.Shutdown(ctx) })
@@ -321,7 +328,7 @@ func (s *servers) drain(grace, limit time.Duration) {
 		s.log.Warn("drain deadline reached, closing remaining connections", "limit", limit.String())
 	}
 	s.cancel()
-	s.fast.abort()
+	s.fast.Abort()
 	// Cancelled handlers return at once; give them that moment to finish
 	// their responses (see track) before every connection is cut.
 	select {
@@ -331,7 +338,7 @@ func (s *servers) drain(grace, limit time.Duration) {
 	for _, srv := range s.list {
 		_ = srv.Close()
 	}
-	s.fast.close()
+	s.fast.Close()
 	<-done
 	s.log.Info("worker drained", "took", time.Since(start).Round(time.Millisecond).String())
 }

@@ -1,23 +1,25 @@
-package worker
+package fast
 
 import (
 	"io"
 	"net"
+	"srp/worker/h1"
+	"srp/worker/upstream"
 	"strconv"
 	"time"
 )
 
-// copyResponse sends the response head and its body to the client. keep
+// copyResponse sends the h1.Response head and its body to the client. keep
 // says the client connection stays open, backendKeep the backend's.
-func (f *fastConn) copyResponse(bc *backendConn, r *request, resp *response) (keep, backendKeep bool, err error) {
-	keep = !r.close && !f.s.rt.draining.Load()
+func (f *conn) copyResponse(bc *backendConn, r *request, resp *h1.Response) (keep, backendKeep bool, err error) {
+	keep = !r.close && !f.s.router.Draining()
 	f.out = f.appendResponseHead(f.out[:0], resp, !keep)
 	body := bc.buf[bc.off:]
 	switch {
-	case resp.noBody:
-		return keep, !resp.close && len(body) == 0, f.write(f.out)
-	case resp.length >= 0:
-		n := resp.length
+	case resp.NoBody:
+		return keep, !resp.Close && len(body) == 0, f.write(f.out)
+	case resp.Length >= 0:
+		n := resp.Length
 		take := min(int64(len(body)), n)
 		bc.off += int(take)
 		if err := f.writeWith(body[:take]); err != nil {
@@ -35,28 +37,28 @@ func (f *fastConn) copyResponse(bc *backendConn, r *request, resp *response) (ke
 			}
 			n -= take
 		}
-		return keep, !resp.close && bc.off == len(bc.buf), nil
-	case resp.chunked:
-		fr := framer{state: inSize}
-		k, reason := fr.body(body)
+		return keep, !resp.Close && bc.off == len(bc.buf), nil
+	case resp.Chunked:
+		fr := h1.Chunked()
+		k, reason := fr.Body(body)
 		bc.off += k
 		if err := f.writeWith(body[:k]); err != nil {
 			return false, false, err
 		}
-		for fr.state != inHead {
+		for fr.InBody() {
 			if reason != "" {
 				return false, false, errResponseBody
 			}
 			if _, err := f.readBody(bc); err != nil {
-				return false, false, f.endStream(resp, fr.state == inSize && fr.digits == 0, err)
+				return false, false, f.endStream(resp, fr.AtChunkStart(), err)
 			}
-			k, reason = fr.body(bc.buf)
+			k, reason = fr.Body(bc.buf)
 			bc.off = k
 			if err := f.write(bc.buf[:k]); err != nil {
 				return false, false, err
 			}
 		}
-		return keep, !resp.close && bc.off == len(bc.buf), nil
+		return keep, !resp.Close && bc.off == len(bc.buf), nil
 	}
 	// No length and not chunked: the body ends when the backend closes.
 	// It goes on to the client chunked, so the client connection survives.
@@ -84,8 +86,8 @@ func (f *fastConn) copyResponse(bc *backendConn, r *request, resp *response) (ke
 // endStream ends an event stream that the drain deadline cut between two
 // chunks with the last chunk, so its client reconnects instead of seeing
 // an error; any other body stays cut, never mistaken for a whole one.
-func (f *fastConn) endStream(resp *response, boundary bool, err error) error {
-	if f.aborted.Load() && resp.sse && boundary {
+func (f *conn) endStream(resp *h1.Response, boundary bool, err error) error {
+	if f.aborted.Load() && resp.SSE && boundary {
 		_ = f.write([]byte("0\r\n\r\n"))
 		return nil
 	}
@@ -99,9 +101,9 @@ func appendChunk(b, data []byte) []byte {
 	return append(b, "\r\n"...)
 }
 
-// readBody reads the next bytes of a response body into bc.buf, seeing
+// readBody reads the next bytes of a h1.Response body into bc.buf, seeing
 // every clientPoll whether the client is still there.
-func (f *fastConn) readBody(bc *backendConn) (int, error) {
+func (f *conn) readBody(bc *backendConn) (int, error) {
 	bc.buf, bc.off = bc.buf[:0], 0
 	for {
 		n, err := bc.Read(bc.buf[:cap(bc.buf)])
@@ -109,11 +111,11 @@ func (f *fastConn) readBody(bc *backendConn) (int, error) {
 			bc.buf = bc.buf[:n]
 			return n, nil
 		}
-		if !isTimeout(err) || f.aborted.Load() {
+		if !upstream.IsTimeout(err) || f.aborted.Load() {
 			return 0, err
 		}
 		if f.clientGone() {
-			return 0, errClientGone
+			return 0, upstream.ErrClientGone
 		}
 		bc.setReadDeadline(time.Now().Add(clientPoll))
 	}
@@ -121,7 +123,7 @@ func (f *fastConn) readBody(bc *backendConn) (int, error) {
 
 // writeWith writes f.out and body with one system call: small bodies are
 // copied behind the head, larger ones go out with writev.
-func (f *fastConn) writeWith(body []byte) error {
+func (f *conn) writeWith(body []byte) error {
 	if len(body) <= 4096 || f.tls != nil {
 		f.out = append(f.out, body...)
 		return f.write(f.out)

@@ -1,25 +1,32 @@
-package worker
+// Package h1 is the HTTP/1.1 wire grammar srp enforces, with no I/O: request
+// and response heads, chunked Framing, token and character tables, and the
+// few answers srp writes itself. The guard (worker/guard) and the fast path
+// (worker/fast) both use it, for requests and backend responses alike, so
+// the two read the same bytes the same way; every rule here is as strict as
+// net/http or stricter, wherever a front proxy or a backend could read the
+// same bytes differently.
+package h1
 
 import (
 	"bytes"
 	"math"
 )
 
-// bodyKind is how a checked request head frames its body.
-type bodyKind uint8
+// BodyKind is how a checked request head frames its body.
+type BodyKind uint8
 
 const (
-	bodyNone bodyKind = iota
-	bodyLength
-	bodyChunked
+	BodyNone BodyKind = iota
+	BodyLength
+	BodyChunked
 )
 
-// headEnd finds the end of the request head at the start of b: just past
+// HeadEnd finds the end of the message head at the start of b: just past
 // its first empty line, as net/http reads it (an empty first line ends a
 // head too, which the server then refuses). from is where the scan resumes:
 // the start of the line the previous scan stopped in. It returns the end
 // and true, or where to resume and false.
-func headEnd(b []byte, from int) (int, bool) {
+func HeadEnd(b []byte, from int) (int, bool) {
 	for {
 		i := bytes.IndexByte(b[from:], '\n')
 		if i < 0 {
@@ -33,28 +40,28 @@ func headEnd(b []byte, from int) (int, bool) {
 	}
 }
 
-// headInfo is what the guard needs from a request head it accepts.
-type headInfo struct {
-	kind    bodyKind
-	length  uint64 // with bodyLength
-	upgrade bool   // asks to switch protocols: what follows may be a tunnel
+// Head is how an accepted request head frames what follows it.
+type Head struct {
+	Kind    BodyKind
+	Length  uint64 // with BodyLength
+	Upgrade bool   // asks to switch protocols: what follows may be a tunnel
 }
 
-// checkHead checks one complete request head and returns how its body is
+// CheckHead checks one complete request head and returns how its body is
 // framed, or why it is refused. It is stricter than net/http wherever a
 // front proxy or a backend could read the same bytes differently.
-func checkHead(h []byte) (info headInfo, reason string) {
-	if reason := byteFault(h); reason != "" {
+func CheckHead(h []byte) (info Head, reason string) {
+	if reason := ByteFault(h); reason != "" {
 		return info, reason
 	}
-	line, rest := cutLine(h)
+	line, rest := CutLine(h)
 	if len(line) == 0 {
 		return info, "empty request line"
 	}
 	version := line[bytes.LastIndexByte(line, ' ')+1:]
 	lengths, codings := 0, 0
 	for {
-		line, rest = cutLine(rest)
+		line, rest = CutLine(rest)
 		if len(line) == 0 {
 			break
 		}
@@ -65,23 +72,23 @@ func checkHead(h []byte) (info headInfo, reason string) {
 		if colon <= 0 {
 			return info, "malformed header line"
 		}
-		name, value := line[:colon], trimOWS(line[colon+1:])
+		name, value := line[:colon], TrimOWS(line[colon+1:])
 		if bytes.ContainsAny(name, " \t") {
 			return info, "whitespace before colon"
 		}
 		switch {
 		case bytes.EqualFold(name, []byte("Content-Length")):
 			lengths++
-			n, ok := parseLength(value)
+			n, ok := ParseLength(value)
 			switch {
 			case lengths > 1:
 				return info, "duplicate Content-Length"
 			case !ok:
 				return info, "invalid Content-Length"
 			}
-			info.length = n
+			info.Length = n
 		case bytes.EqualFold(name, []byte("Upgrade")):
-			info.upgrade = true
+			info.Upgrade = true
 		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
 			codings++
 			switch {
@@ -100,16 +107,16 @@ func checkHead(h []byte) (info headInfo, reason string) {
 		// read the chunks as the next request.
 		return info, "Transfer-Encoding before HTTP/1.1"
 	case codings > 0:
-		info.kind = bodyChunked
+		info.Kind = BodyChunked
 	case lengths > 0:
-		info.kind = bodyLength
+		info.Kind = BodyLength
 	}
 	return info, ""
 }
 
-// byteFault names a NUL or a line not ended by CRLF in a message head, for
+// ByteFault names a NUL or a line not ended by CRLF in a message head, for
 // requests and responses alike, or returns "".
-func byteFault(h []byte) string {
+func ByteFault(h []byte) string {
 	for i, c := range h {
 		switch {
 		case c == 0:
@@ -123,9 +130,9 @@ func byteFault(h []byte) string {
 	return ""
 }
 
-// cutLine splits b after its first CRLF; checkHead has made sure every line
+// CutLine splits b after its first CRLF; CheckHead has made sure every line
 // ends in one.
-func cutLine(b []byte) (line, rest []byte) {
+func CutLine(b []byte) (line, rest []byte) {
 	i := bytes.IndexByte(b, '\n')
 	if i < 0 {
 		return nil, nil
@@ -133,7 +140,7 @@ func cutLine(b []byte) (line, rest []byte) {
 	return b[:i-1], b[i+1:]
 }
 
-func trimOWS(b []byte) []byte {
+func TrimOWS(b []byte) []byte {
 	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
 		b = b[1:]
 	}
@@ -143,8 +150,8 @@ func trimOWS(b []byte) []byte {
 	return b
 }
 
-// parseLength accepts what net/http accepts: decimal digits only, below 2^63.
-func parseLength(b []byte) (uint64, bool) {
+// ParseLength accepts what net/http accepts: decimal digits only, below 2^63.
+func ParseLength(b []byte) (uint64, bool) {
 	if len(b) == 0 {
 		return 0, false
 	}
@@ -162,12 +169,13 @@ func parseLength(b []byte) (uint64, bool) {
 	return n, true
 }
 
-// framer follows one request body through the byte stream, so the guard
-// knows where the next request head starts.
-type framer struct {
+// Framer follows one message body through the byte stream: for the guard,
+// where the next request head starts; for the fast path, where a chunked
+// response ends.
+type Framer struct {
 	state   uint8
-	upgrade bool   // the request being framed asked to switch protocols
-	scanned int    // in a head: bytes already scanned for its end
+	Upgrade bool   // the request being framed asked to switch protocols; the guard clears it
+	Scanned int    // in a head: bytes already scanned for its end; the guard keeps it
 	n       uint64 // body or chunk bytes left; in a size line, the size so far
 	digits  int    // hex digits in the size line
 	line    int    // bytes in the current size or trailer line
@@ -193,25 +201,36 @@ const (
 // Chunk-size lines net/http accepts stay below its 4 KiB read buffer.
 const maxChunkLine = 4096
 
-func (f *framer) inBody() bool { return f.state != inHead }
+// trailerLimit bounds the trailer of a chunked body; net/http accepts no
+// more than its 4 KiB read buffer.
+const trailerLimit = 8 << 10
 
-// start sets up the body that follows a head.
-func (f *framer) start(h headInfo) {
+func (f *Framer) InBody() bool { return f.state != inHead }
+
+// Chunked returns a Framer inside a chunked body, at its first size line.
+func Chunked() Framer { return Framer{state: inSize} }
+
+// AtChunkStart reports whether the body ended so far between two chunks:
+// a stream cut there lost no part of a chunk.
+func (f *Framer) AtChunkStart() bool { return f.state == inSize && f.digits == 0 }
+
+// Start sets up the body that follows a head.
+func (f *Framer) Start(h Head) {
 	// A handshake has no body; net/http reads ahead for the end of the
 	// handler, which the guard needs to tell a tunnel from a next request.
-	*f = framer{upgrade: h.upgrade && (h.kind == bodyNone || h.kind == bodyLength && h.length == 0)}
+	*f = Framer{Upgrade: h.Upgrade && (h.Kind == BodyNone || h.Kind == BodyLength && h.Length == 0)}
 	switch {
-	case h.kind == bodyLength && h.length > 0:
-		f.state, f.n = inLength, h.length
-	case h.kind == bodyChunked:
+	case h.Kind == BodyLength && h.Length > 0:
+		f.state, f.n = inLength, h.Length
+	case h.Kind == BodyChunked:
 		f.state = inSize
 	}
 }
 
-// body consumes body bytes from b and returns how many, stopping where the
-// body ends. A framing error is returned with the bytes before the
-// offending one; errTail says what to put in its place.
-func (f *framer) body(b []byte) (int, string) {
+// Body consumes body bytes from b and returns how many, stopping where the
+// body ends. A Framing error is returned with the bytes before the
+// offending one; ErrTail says what to put in its place.
+func (f *Framer) Body(b []byte) (int, string) {
 	i := 0
 	for i < len(b) && f.state != inHead {
 		if f.state == inLength || f.state == inData {
@@ -241,10 +260,10 @@ func (f *framer) body(b []byte) (int, string) {
 	return i, ""
 }
 
-// errTail replaces the offending byte after body returned an error: bytes
+// ErrTail replaces the offending byte after Body returned an error: bytes
 // no net/http chunked reader accepts in the state where the error was
 // found, so the server fails the body itself instead of waiting for more.
-func (f *framer) errTail() string {
+func (f *Framer) ErrTail() string {
 	switch f.state {
 	case inSize, inSizeExt, inSizeOWS, inSizeLF:
 		return "\r\x00\n" // a CR inside the size line
@@ -258,10 +277,10 @@ func (f *framer) errTail() string {
 	return "\x00\r\n\r\n" // at a trailer line's start
 }
 
-// step advances the chunked framing by one byte outside chunk data. The
+// step advances the chunked Framing by one byte outside chunk data. The
 // size line follows net/http: hex digits (at most 16), then optional
 // whitespace or a ';' extension, then CRLF with no other CR.
-func (f *framer) step(c byte) string {
+func (f *Framer) step(c byte) string {
 	switch f.state {
 	case inSize, inSizeExt, inSizeOWS:
 		if f.line++; f.line > maxChunkLine {

@@ -1,4 +1,4 @@
-package worker
+package guard
 
 import (
 	"context"
@@ -43,9 +43,9 @@ type tlsListener struct {
 	closeErr  error
 }
 
-// newTLSListener serves TLS with conf on ln. conf is cloned: net/http
+// NewTLSListener serves TLS with conf on ln. conf is cloned: net/http
 // changes the server's own copy when it sets up HTTP/2.
-func newTLSListener(ln net.Listener, conf *tls.Config, stall, timeout time.Duration, log *slog.Logger) *tlsListener {
+func NewTLSListener(ln net.Listener, conf *tls.Config, stall, timeout time.Duration, log *slog.Logger) net.Listener {
 	conf = conf.Clone()
 	ctx, stop := context.WithCancel(context.Background())
 	l := &tlsListener{ln: ln, conf: conf, stall: stall, timeout: timeout, log: log, ctx: ctx, stop: stop,
@@ -55,9 +55,9 @@ func newTLSListener(ln net.Listener, conf *tls.Config, stall, timeout time.Durat
 	return l
 }
 
-// withHTTP offers h2 and http/1.1 as net/http's own TLS serving would,
+// WithHTTP offers h2 and http/1.1 as net/http's own TLS serving would,
 // keeping the order and any other protocol (acme-tls/1) configured.
-func withHTTP(protos []string) []string {
+func WithHTTP(protos []string) []string {
 	protos = slices.Clone(protos)
 	for _, p := range []string{"h2", "http/1.1"} {
 		if !slices.Contains(protos, p) {
@@ -103,7 +103,7 @@ func (l *tlsListener) acceptLoop() {
 // handshake hands c to Accept once its handshake is done, or closes it.
 func (l *tlsListener) handshake(raw net.Conn) {
 	defer func() { <-l.slots }()
-	below := &guardConn{Conn: raw, stall: l.stall, log: l.log}
+	below := &Conn{Conn: raw, stall: l.stall, log: l.log}
 	below.raw.Store(true) // ciphertext: only the write stall is bounded here
 	tc := tls.Server(below, l.conf)
 	// certGetter may move this deadline while a certificate is issued.
@@ -123,8 +123,8 @@ func (l *tlsListener) handshake(raw net.Conn) {
 	case "h2":
 		c = tc
 	case "", "http/1.1":
-		above := &guardConn{Conn: tc, log: l.log} // the stall is bounded below
-		c = &tlsGuardConn{guardConn: above, tls: tc}
+		above := &Conn{Conn: tc, log: l.log} // the stall is bounded below
+		c = &TLSConn{Conn: above, TLS: tc}
 	default:
 		// acme-tls/1: the challenge was answered in the handshake, and the
 		// validator sends nothing more (RFC 8737). net/http closes any
@@ -173,12 +173,12 @@ func (l *tlsListener) Close() error {
 
 func (l *tlsListener) Addr() net.Addr { return l.ln.Addr() }
 
-// tlsGuardConn is a guarded HTTP/1.1 connection over TLS. ConnectionState
+// TLSConn is a guarded HTTP/1.1 connection over TLS. ConnectionState
 // lets net/http set each request's TLS field as on a *tls.Conn: the router
 // needs it for the scheme, the API's plain-only rule and SNI.
-type tlsGuardConn struct {
-	*guardConn
-	tls *tls.Conn
+type TLSConn struct {
+	*Conn           // the guard above TLS
+	TLS   *tls.Conn // what it reads from
 }
 
-func (c *tlsGuardConn) ConnectionState() tls.ConnectionState { return c.tls.ConnectionState() }
+func (c *TLSConn) ConnectionState() tls.ConnectionState { return c.TLS.ConnectionState() }

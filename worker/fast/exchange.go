@@ -1,4 +1,4 @@
-package worker
+package fast
 
 import (
 	"bytes"
@@ -6,10 +6,11 @@ import (
 	"io"
 	"net/http"
 	"slices"
-	"strconv"
 	"time"
 
 	"srp/platform"
+	"srp/worker/h1"
+	"srp/worker/upstream"
 )
 
 // clientPoll is how often a wait for a backend looks whether its client
@@ -21,19 +22,18 @@ const clientPoll = time.Second
 const maxResponseHead = 1 << 20
 
 var (
-	errClientGone   = errors.New("client closed the connection")
-	errResponseHead = errors.New("malformed response head")
-	errResponseBody = errors.New("malformed response body")
+	errResponseHead = errors.New("malformed h1.Response head")
+	errResponseBody = errors.New("malformed h1.Response body")
 )
 
 // proxy serves r from its service's backends with the retry rules of
 // pool.RoundTrip, and reports whether the client connection stays open.
-func (f *fastConn) proxy(r *request) bool {
-	p := r.svc.pool
-	var tried [maxTries]string
+func (f *conn) proxy(r *request) bool {
+	p := r.pool
+	var tried [upstream.MaxTries]string
 	var err error
-	for n := 0; n < maxTries; n++ {
-		addr := p.pick(tried[:n])
+	for n := 0; n < upstream.MaxTries; n++ {
+		addr := p.Pick(tried[:n])
 		if addr == "" {
 			break
 		}
@@ -43,9 +43,9 @@ func (f *fastConn) proxy(r *request) bool {
 		if err == nil {
 			return keep
 		}
-		err = &backendError{addr: addr, err: err}
+		err = &upstream.BackendError{Addr: addr, Err: err}
 		if sent {
-			f.logError(r, 0, err) // the response was cut short: the client sees it end
+			f.logError(r, 0, err) // the h1.Response was cut short: the client sees it end
 			return false
 		}
 		if !f.retryable(r, err) {
@@ -53,40 +53,40 @@ func (f *fastConn) proxy(r *request) bool {
 		}
 	}
 	if err == nil {
-		err = errNoBackend
+		err = upstream.ErrNoBackend
 	}
-	status := statusOf(err)
+	status := upstream.StatusOf(err)
 	f.logError(r, status, err)
-	if status == statusClientClosed || f.aborted.Load() {
+	if status == upstream.StatusClientClosed || f.aborted.Load() {
 		return false
 	}
-	keep := !r.close && !f.s.rt.draining.Load()
-	f.out = appendError(f.out[:0], status, string(r.method) == "HEAD", !keep)
+	keep := !r.close && !f.s.router.Draining()
+	f.out = h1.AppendError(f.out[:0], status, string(r.method) == "HEAD", !keep)
 	return f.write(f.out) == nil && keep
 }
 
-func (f *fastConn) retryable(r *request, err error) bool {
-	if f.aborted.Load() || errors.Is(err, errClientGone) {
+func (f *conn) retryable(r *request, err error) bool {
+	if f.aborted.Load() || errors.Is(err, upstream.ErrClientGone) {
 		return false
 	}
 	// The body goes whole with the head: sent once a dial succeeded.
-	return mayRetry(string(r.method), r.length > 0 && !isDial(err), err)
+	return upstream.MayRetry(string(r.method), r.length > 0 && !upstream.IsDial(err), err)
 }
 
-func (f *fastConn) logError(r *request, status int, err error) {
+func (f *conn) logError(r *request, status int, err error) {
 	path := r.target
 	if i := bytes.IndexByte(path, '?'); i >= 0 {
 		path = path[:i]
 	}
 	msg := "proxy error"
 	if status == 0 {
-		msg = "response cut short"
+		msg = "h1.Response cut short"
 	}
-	f.s.rt.errs.logFailure(msg, status, f.hostStr, string(r.method), string(path), string(r.id), err)
+	f.s.router.LogFailure(msg, status, f.hostStr, string(r.method), string(path), string(r.id), err)
 }
 
 // write sends b to the client within the stall limit.
-func (f *fastConn) write(b []byte) error {
+func (f *conn) write(b []byte) error {
 	f.armWrite()
 	_, err := f.rw.Write(b)
 	return err
@@ -94,7 +94,7 @@ func (f *fastConn) write(b []byte) error {
 
 // armWrite gives the next write at least 7/8 of the stall limit and at
 // most all of it; the deadline moves only when less than that is left.
-func (f *fastConn) armWrite() {
+func (f *conn) armWrite() {
 	now := time.Now()
 	f.lastWrite = now
 	if f.stall > 0 && f.wdl.Sub(now) < f.stall-f.stall/8 {
@@ -103,12 +103,12 @@ func (f *fastConn) armWrite() {
 	}
 }
 
-// exchange sends r to the backend at addr and copies its response to the
-// client. sent reports that the client has seen part of a response, so
+// exchange sends r to the backend at addr and copies its h1.Response to the
+// client. sent reports that the client has seen part of a h1.Response, so
 // nothing else may be sent; keep, that both connections stay open.
-func (f *fastConn) exchange(r *request, addr string) (keep, sent bool, err error) {
+func (f *conn) exchange(r *request, addr string) (keep, sent bool, err error) {
 	for fresh := false; ; fresh = true {
-		bc, reused, err := f.s.rt.backends.get(f.s.base, addr, fresh)
+		bc, reused, err := f.s.backends.get(f.s.base, addr, fresh)
 		if err != nil {
 			return false, false, err
 		}
@@ -119,17 +119,17 @@ func (f *fastConn) exchange(r *request, addr string) (keep, sent bool, err error
 		// was alive when peeked): the backend saw nothing it could have
 		// answered, so the request goes again on a new connection, as
 		// net/http's Transport retries it.
-		if err != nil && !sent && reused && bc.answered == 0 && f.retryable(r, err) && !isTimeout(err) {
+		if err != nil && !sent && reused && bc.answered == 0 && f.retryable(r, err) && !upstream.IsTimeout(err) {
 			continue
 		}
 		return keep, sent, err
 	}
 }
 
-func (f *fastConn) exchangeOn(bc *backendConn, r *request) (keep, sent bool, err error) {
+func (f *conn) exchangeOn(bc *backendConn, r *request) (keep, sent bool, err error) {
 	if f.aborted.Load() {
 		_ = bc.Close()
-		return false, false, errClientGone
+		return false, false, upstream.ErrClientGone
 	}
 	f.out = f.appendRequest(f.out[:0], r)
 	if _, err := bc.Write(f.out); err != nil {
@@ -145,7 +145,7 @@ func (f *fastConn) exchangeOn(bc *backendConn, r *request) (keep, sent bool, err
 	if err != nil || !backendKeep {
 		_ = bc.Close()
 	} else {
-		f.s.rt.backends.put(bc)
+		f.s.backends.put(bc)
 	}
 	return keep, true, err
 }
@@ -153,23 +153,23 @@ func (f *fastConn) exchangeOn(bc *backendConn, r *request) (keep, sent bool, err
 // appendRequest writes the head the backend gets, and the body: the
 // client's header lines as they came, less hop-by-hop headers and those
 // srp sets, then srp's own.
-func (f *fastConn) appendRequest(b []byte, r *request) []byte {
-	line, rest := cutLine(r.head)
+func (f *conn) appendRequest(b []byte, r *request) []byte {
+	line, rest := h1.CutLine(r.head)
 	b = append(b, line...)
 	b = append(b, "\r\n"...)
 	var xff [][]byte
 	var xffBuf [4][]byte
 	xff = xffBuf[:0]
 	for {
-		line, rest = cutLine(rest)
+		line, rest = h1.CutLine(rest)
 		if len(line) == 0 {
 			break
 		}
 		name := line[:bytes.IndexByte(line, ':')]
-		if eqFold(name, "X-Forwarded-For") {
-			xff = append(xff, trimOWS(line[len(name)+1:]))
+		if h1.EqFold(name, "X-Forwarded-For") {
+			xff = append(xff, h1.TrimOWS(line[len(name)+1:]))
 		}
-		if hopByHop(name) || srpSets(name) || r.conn.has(name) && !framing(name) {
+		if h1.HopByHop(name) || srpSets(name) || r.conn.Has(name) && !h1.Framing(name) {
 			continue
 		}
 		b = append(b, line...)
@@ -191,7 +191,7 @@ func (f *fastConn) appendRequest(b []byte, r *request) []byte {
 		b = append(b, "\r\nX-Forwarded-Proto: http\r\nX-Request-Id: "...)
 	}
 	if r.id == nil {
-		r.id = strconv.AppendUint(append(r.idBuf[:0], idPrefix...), idCounter.Add(1), 16)
+		r.id = upstream.AppendNewID(r.idBuf[:0])
 	}
 	b = append(b, r.id...)
 	if r.trailers {
@@ -201,22 +201,9 @@ func (f *fastConn) appendRequest(b []byte, r *request) []byte {
 	return append(b, r.head[len(r.head):len(r.head)+r.length]...)
 }
 
-// response is a backend's response head, parsed.
-type response struct {
-	head    []byte
-	status  int
-	length  int64 // -1: none given
-	chunked bool
-	close   bool // the backend closes the connection after it
-	date    bool
-	sse     bool // an event stream, ended properly at the drain deadline
-	conn    connTokens
-	noBody  bool
-}
-
-// readResponse reads the final response head, passing 1xx informational
+// readResponse reads the final h1.Response head, passing 1xx informational
 // responses on to the client as ReverseProxy does.
-func (f *fastConn) readResponse(bc *backendConn, r *request) (response, error) {
+func (f *conn) readResponse(bc *backendConn, r *request) (h1.Response, error) {
 	now := time.Now()
 	limit := now.Add(f.s.timeout)
 	// The read deadline is a wake-up to look at the client and the clock.
@@ -227,27 +214,27 @@ func (f *fastConn) readResponse(bc *backendConn, r *request) (response, error) {
 	}
 	for {
 		pending := bc.buf[bc.off:]
-		if end, ok := headEnd(pending, 0); ok {
-			var resp response
-			if !parseResponse(&resp, pending[:end]) {
+		if end, ok := h1.HeadEnd(pending, 0); ok {
+			var resp h1.Response
+			if !h1.ParseResponse(&resp, pending[:end]) {
 				return resp, errResponseHead
 			}
 			bc.off += end
-			if resp.status >= 200 {
-				resp.noBody = string(r.method) == "HEAD" || resp.status == 204 || resp.status == 304
+			if resp.Status >= 200 {
+				resp.NoBody = string(r.method) == "HEAD" || resp.Status == 204 || resp.Status == 304
 				return resp, nil
 			}
-			if resp.status == http.StatusSwitchingProtocols {
+			if resp.Status == http.StatusSwitchingProtocols {
 				return resp, errResponseHead // no upgrade was asked for
 			}
 			f.out = f.appendResponseHead(f.out[:0], &resp, false)
 			if err := f.write(f.out); err != nil {
-				return resp, errClientGone
+				return resp, upstream.ErrClientGone
 			}
 			continue
 		}
 		if len(pending) >= maxResponseHead {
-			return response{}, errResponseHead
+			return h1.Response{}, errResponseHead
 		}
 		bc.makeRoom()
 		n, err := bc.Read(bc.buf[len(bc.buf):cap(bc.buf)])
@@ -256,18 +243,18 @@ func (f *fastConn) readResponse(bc *backendConn, r *request) (response, error) {
 		if n > 0 {
 			continue
 		}
-		if !isTimeout(err) {
+		if !upstream.IsTimeout(err) {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
-			return response{}, err
+			return h1.Response{}, err
 		}
 		now := time.Now()
 		if !now.Before(limit) {
-			return response{}, err
+			return h1.Response{}, err
 		}
 		if f.clientGone() {
-			return response{}, errClientGone
+			return h1.Response{}, upstream.ErrClientGone
 		}
 		bc.setReadDeadline(now.Add(min(clientPoll, limit.Sub(now))))
 	}
@@ -286,7 +273,7 @@ func (bc *backendConn) makeRoom() {
 
 // clientGone reports whether the client closed its connection. A request
 // it pipelined behind this one does not hide that.
-func (f *fastConn) clientGone() bool {
+func (f *conn) clientGone() bool {
 	gone := false
 	check := func(fd uintptr) {
 		closed, known := platform.PeerShutdown(fd)
@@ -301,97 +288,54 @@ func (f *fastConn) clientGone() bool {
 	return gone
 }
 
-// parseResponse parses a response head and reports whether it is one the
-// fast path passes on; anything ambiguous is a 502.
-func parseResponse(resp *response, h []byte) bool {
-	*resp = response{head: h, length: -1}
-	if byteFault(h) != "" {
-		return false
-	}
-	line, rest := cutLine(h)
-	if len(line) < 12 || string(line[:5]) != "HTTP/" || line[8] != ' ' || len(line) > 12 && line[12] != ' ' {
-		return false
-	}
-	http10 := string(line[5:8]) == "1.0"
-	if !http10 && string(line[5:8]) != "1.1" {
-		return false
-	}
-	resp.close = http10
-	code, err := strconv.Atoi(string(line[9:12]))
-	if err != nil || code < 100 || !fieldValue(line) {
-		return false
-	}
-	resp.status = code
-	for {
-		line, rest = cutLine(rest)
-		if len(line) == 0 {
-			break
-		}
-		colon := bytes.IndexByte(line, ':') // not found in an obsolete folded line: refused
-		if colon <= 0 || !isToken(line[:colon]) {
-			return false
-		}
-		name, value := line[:colon], trimOWS(line[colon+1:])
-		if !fieldValue(value) {
-			return false
-		}
-		switch {
-		case eqFold(name, "Content-Length"):
-			n, ok := parseLength(value)
-			if !ok || resp.length >= 0 {
-				return false
-			}
-			resp.length = int64(n)
-		case eqFold(name, "Transfer-Encoding"):
-			if resp.chunked || !eqFold(value, "chunked") {
-				return false
-			}
-			resp.chunked = true
-		case eqFold(name, "Connection"):
-			if !resp.conn.parse(value, &resp.close) {
-				return false
-			}
-		case eqFold(name, "Date"):
-			resp.date = true
-		case eqFold(name, "Content-Type"):
-			resp.sse = len(value) >= 17 && eqFold(value[:17], "text/event-stream")
-		}
-	}
-	// HTTP/1.0 has no chunked coding: net/http would read such a body to
-	// the close, the fast path by its chunks.
-	return !(resp.chunked && (resp.length >= 0 || http10))
-}
-
 // appendResponseHead writes the head the client gets: the backend's, as
-// HTTP/1.1, less hop-by-hop headers, with a Date, and with the framing
+// HTTP/1.1, less hop-by-hop headers, with a Date, and with the h1.Framing
 // this connection needs.
-func (f *fastConn) appendResponseHead(b []byte, resp *response, close bool) []byte {
-	line, rest := cutLine(resp.head)
+func (f *conn) appendResponseHead(b []byte, resp *h1.Response, close bool) []byte {
+	line, rest := h1.CutLine(resp.Head)
 	b = append(b, "HTTP/1.1"...)
 	b = append(b, line[8:]...)
 	b = append(b, "\r\n"...)
 	for {
-		line, rest = cutLine(rest)
+		line, rest = h1.CutLine(rest)
 		if len(line) == 0 {
 			break
 		}
 		name := line[:bytes.IndexByte(line, ':')]
-		if hopByHop(name) || resp.conn.has(name) && !framing(name) {
+		if h1.HopByHop(name) || resp.Conn.Has(name) && !h1.Framing(name) {
 			continue
 		}
 		b = append(b, line...)
 		b = append(b, "\r\n"...)
 	}
-	if !resp.date {
+	if !resp.Date {
 		b = append(b, "Date: "...)
-		b = appendDate(b)
+		b = h1.AppendDate(b)
 		b = append(b, "\r\n"...)
 	}
-	if resp.status >= 200 && !resp.noBody && !resp.chunked && resp.length < 0 {
+	if resp.Status >= 200 && !resp.NoBody && !resp.Chunked && resp.Length < 0 {
 		b = append(b, "Transfer-Encoding: chunked\r\n"...) // re-framed: see copyResponse
 	}
 	if close {
 		b = append(b, "Connection: close\r\n"...)
 	}
 	return append(b, "\r\n"...)
+}
+
+// srpSets reports the forwarding headers a client may not set: srp writes
+// its own, or none (Forwarded), as ReverseProxy's Rewrite does.
+func srpSets(name []byte) bool {
+	switch len(name) {
+	case 9:
+		return h1.EqFold(name, "X-Real-Ip") || h1.EqFold(name, "Forwarded")
+	case 12:
+		return h1.EqFold(name, "X-Request-Id")
+	case 15:
+		return h1.EqFold(name, "X-Forwarded-For")
+	case 16:
+		return h1.EqFold(name, "X-Forwarded-Host")
+	case 17:
+		return h1.EqFold(name, "X-Forwarded-Proto")
+	}
+	return false
 }

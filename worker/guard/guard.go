@@ -1,59 +1,65 @@
-package worker
+// Package guard owns client connections between the listening socket and
+// the HTTP server: it checks every HTTP/1.1 request head against the h1
+// grammar before net/http reads it, bounds how long a client may stall a
+// response, and completes TLS handshakes itself so HTTP/1.1 over TLS gets
+// the same checks. Both request paths, net/http and the fast path, read
+// through it.
+package guard
 
 import (
 	"errors"
 	"log/slog"
 	"net"
-	"net/http"
+	"srp/worker/h1"
 	"sync/atomic"
 	"time"
-
-	"srp/registry"
 )
 
-// maxHeaderBytes bounds a request head, as the server's MaxHeaderBytes.
-const maxHeaderBytes = 64 << 10
+// MaxHeaderBytes bounds a request head; the server's MaxHeaderBytes must be
+// this, since headLimit is derived from it.
+const MaxHeaderBytes = 64 << 10
 
 // headLimit is the largest request head the guard holds back and checks.
 // net/http answers 431 before reading this much (its own limit is
-// maxHeaderBytes plus its 4 KiB buffer, plus at most one buffer of bytes
+// MaxHeaderBytes plus its 4 KiB buffer, plus at most one buffer of bytes
 // left over from the previous request), so a head the guard passes on
 // unchecked because of its size is never served.
-const headLimit = maxHeaderBytes + 3*4096
-
-// trailerLimit bounds the trailer of a chunked body; net/http accepts no
-// more than its 4 KiB read buffer.
-const trailerLimit = 8 << 10
+const headLimit = MaxHeaderBytes + 3*4096
 
 // rejected replaces a request head the guard refuses. net/http cannot parse
 // it, so it answers "400 Bad Request" with Connection: close itself, after
 // the responses to the requests before it, and closes the connection.
 const rejected = "BAD\r\n\r\n"
 
-// guardListener hands out guarded plain-HTTP connections; see guardConn.
-// The TLS listener (tlsListener) builds its own guards above TLS.
-type guardListener struct {
+// listener hands out guarded plain-HTTP connections; see Conn.
+// The TLS listener builds its own guards above TLS.
+type listener struct {
 	net.Listener
 	stall time.Duration // longest a client may leave one write blocked; 0 means no limit
 	log   *slog.Logger
 }
 
-// guard wraps ln so that every request head is checked before the HTTP
+// Listen wraps ln so that every request head is checked before the HTTP
 // server reads it, and a client that stops reading cannot block a response
 // (and the backend connection behind it) longer than stall.
-func guard(ln net.Listener, stall time.Duration, log *slog.Logger) net.Listener {
-	return &guardListener{Listener: ln, stall: stall, log: log}
+func Listen(ln net.Listener, stall time.Duration, log *slog.Logger) net.Listener {
+	return &listener{Listener: ln, stall: stall, log: log}
 }
 
-func (l *guardListener) Accept() (net.Conn, error) {
+func (l *listener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
-	return &guardConn{Conn: c, stall: l.stall, log: l.log}, nil
+	return NewConn(c, l.stall, l.log), nil
 }
 
-// guardConn sits between a client connection and net/http. It follows the
+// NewConn guards one client connection; see Listen.
+func NewConn(c net.Conn, stall time.Duration, log *slog.Logger) *Conn {
+	return &Conn{Conn: c, stall: stall, log: log}
+}
+
+// Conn sits between a client connection and net/http. It follows the
 // HTTP/1.1 framing of the byte stream (heads, Content-Length and chunked
 // bodies) and holds each request head back until it is complete and
 // checked, so a request net/http would frame differently from a front
@@ -63,7 +69,7 @@ func (l *guardListener) Accept() (net.Conn, error) {
 //
 // Reads come from one goroutine at a time (net/http's connection reader,
 // then after a hijack the tunnel), so the read state needs no lock.
-type guardConn struct {
+type Conn struct {
 	net.Conn
 	stall time.Duration
 	log   *slog.Logger
@@ -75,7 +81,7 @@ type guardConn struct {
 	err       error // from the client connection, returned once buf is drained
 	done      bool  // the server gets EOF once buf[off:ready] is drained
 	upgrading bool  // after a protocol switch request: hold bytes unchecked until hijack or the handler ends
-	frame     framer
+	frame     h1.Framer
 	counted   bool // the fast path counted it for the drain and handed it over
 }
 
@@ -84,7 +90,7 @@ type guardConn struct {
 var errEarlyData = errors.New("too much data before the protocol switch")
 
 // Read gives the server checked bytes only.
-func (c *guardConn) Read(p []byte) (int, error) {
+func (c *Conn) Read(p []byte) (int, error) {
 	for {
 		if c.off < c.ready {
 			n := copy(p, c.buf[c.off:c.ready])
@@ -125,7 +131,7 @@ func (c *guardConn) Read(p []byte) (int, error) {
 				// its background read when a handler returns or hijacks.
 				// Held bytes stay; after an upgrade request that was not
 				// hijacked they are the next request, to be checked.
-				c.upgrading, c.frame.upgrade = false, false
+				c.upgrading, c.frame.Upgrade = false, false
 				return 0, err
 			}
 			c.err = err
@@ -134,7 +140,7 @@ func (c *guardConn) Read(p []byte) (int, error) {
 }
 
 // fill reads more of the client's bytes into buf.
-func (c *guardConn) fill() error {
+func (c *Conn) fill() error {
 	if c.off == len(c.buf) {
 		if cap(c.buf) > 16<<10 {
 			c.buf = nil // grown for one large head: do not keep it for the connection's life
@@ -159,29 +165,29 @@ func (c *guardConn) fill() error {
 
 // check moves ready over the bytes it can vouch for and reports whether it
 // made progress.
-func (c *guardConn) check() bool {
+func (c *Conn) check() bool {
 	start := c.ready
 	for c.ready < len(c.buf) && !c.done {
-		if c.frame.inBody() {
-			n, reason := c.frame.body(c.buf[c.ready:])
+		if c.frame.InBody() {
+			n, reason := c.frame.Body(c.buf[c.ready:])
 			c.ready += n
 			if reason != "" {
 				// The bytes before the error, then a tail the server's
 				// chunked reader fails on: it answers 400 and closes.
-				c.buf = append(c.buf[:c.ready], c.frame.errTail()...)
+				c.buf = append(c.buf[:c.ready], c.frame.ErrTail()...)
 				c.ready = len(c.buf)
 				c.reject(reason, false)
 			}
 			continue
 		}
-		if c.frame.upgrade {
+		if c.frame.Upgrade {
 			// What follows may be the tunnel's first bytes, not a request.
-			c.frame.upgrade, c.upgrading = false, true
+			c.frame.Upgrade, c.upgrading = false, true
 			break
 		}
-		end, complete := headEnd(c.buf[c.ready:], c.frame.scanned)
+		end, complete := h1.HeadEnd(c.buf[c.ready:], c.frame.Scanned)
 		if !complete {
-			c.frame.scanned = end
+			c.frame.Scanned = end
 			if len(c.buf)-c.ready > headLimit {
 				// net/http answers 431 before it reaches the end.
 				c.ready = len(c.buf)
@@ -189,7 +195,7 @@ func (c *guardConn) check() bool {
 			}
 			break
 		}
-		info, reason := checkHead(c.buf[c.ready : c.ready+end])
+		info, reason := h1.CheckHead(c.buf[c.ready : c.ready+end])
 		if reason != "" {
 			c.buf = append(c.buf[:c.ready], rejected...)
 			c.ready = len(c.buf)
@@ -197,12 +203,12 @@ func (c *guardConn) check() bool {
 			break
 		}
 		c.ready += end
-		c.frame.start(info)
+		c.frame.Start(info)
 	}
 	return c.ready > start || c.done || c.upgrading
 }
 
-func (c *guardConn) reject(reason string, head bool) {
+func (c *Conn) reject(reason string, head bool) {
 	c.done = true
 	where := "body"
 	if head {
@@ -212,7 +218,7 @@ func (c *guardConn) reject(reason string, head bool) {
 }
 
 // Write gives each write to the client at most stall to complete.
-func (c *guardConn) Write(p []byte) (int, error) {
+func (c *Conn) Write(p []byte) (int, error) {
 	if c.stall > 0 {
 		_ = c.Conn.SetWriteDeadline(time.Now().Add(c.stall))
 	}
@@ -220,30 +226,30 @@ func (c *guardConn) Write(p []byte) (int, error) {
 }
 
 // CloseWrite lets net/http close its side gracefully, as on a plain TCP conn.
-func (c *guardConn) CloseWrite() error {
+func (c *Conn) CloseWrite() error {
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}
 	return nil
 }
 
-// hijacked stops the checks: the bytes that follow belong to a tunnel.
-func (c *guardConn) hijacked() { c.raw.Store(true) }
+// Hijacked stops the checks: the bytes that follow belong to a tunnel.
+func (c *Conn) Hijacked() { c.raw.Store(true) }
 
-func (c *guardConn) countedAlready() bool { return c.counted }
+// Stall is the longest one write to the client may block.
+func (c *Conn) Stall() time.Duration { return c.stall }
 
-// checkRequest returns the status for a request that must not be routed,
-// or 0. CONNECT and a missing Host are handled by the router.
-func checkRequest(r *http.Request) int {
-	if r.URL.User != nil {
-		return http.StatusBadRequest // absolute-form target with userinfo
-	}
-	if r.TLS != nil && r.TLS.ServerName != "" &&
-		registry.NormalizeHost(r.TLS.ServerName) != registry.NormalizeHost(r.Host) {
-		// The connection was opened for another name: a client reusing it
-		// must open a new one rather than reach this host's backends on
-		// the strength of another host's certificate.
-		return http.StatusMisdirectedRequest
-	}
-	return 0
+// Preload puts bytes already read from the client before what it sends
+// next, to be checked as if they had just arrived: the fast path hands a
+// connection to net/http with the bytes it read but did not serve.
+func (c *Conn) Preload(b []byte) {
+	c.buf = append(make([]byte, 0, max(4096, len(b))), b...)
+	c.off, c.ready = 0, 0
 }
+
+// SetCounted records that the fast path counted the connection for the
+// drain, so the server's count of new connections must skip it.
+func (c *Conn) SetCounted(counted bool) { c.counted = counted }
+
+// CountedAlready reports SetCounted's mark.
+func (c *Conn) CountedAlready() bool { return c.counted }

@@ -1,4 +1,4 @@
-package worker
+package upstream
 
 import (
 	"crypto/rand"
@@ -23,19 +23,19 @@ func randomPrefix() string {
 	return hex.EncodeToString(b[:]) + "-"
 }
 
-// requestID returns the client's X-Request-Id if it is sane, else a new one.
-func requestID(r *http.Request) string {
-	if v := r.Header["X-Request-Id"]; len(v) == 1 && saneRequestID(v[0]) {
+// RequestID returns the client's X-Request-Id if it is sane, else a new one.
+func RequestID(r *http.Request) string {
+	if v := r.Header["X-Request-Id"]; len(v) == 1 && SaneRequestID(v[0]) {
 		return v[0]
 	}
 	// Built on the stack: one allocation, where prefix + FormatUint made two.
 	var buf [64]byte
-	return string(strconv.AppendUint(append(buf[:0], idPrefix...), idCounter.Add(1), 16))
+	return string(AppendNewID(buf[:0]))
 }
 
-// saneRequestID accepts the IDs that common proxies and tracers generate and
+// SaneRequestID accepts the IDs that common proxies and tracers generate and
 // nothing that could break a log line or a header.
-func saneRequestID[T string | []byte](id T) bool {
+func SaneRequestID[T string | []byte](id T) bool {
 	if len(id) == 0 || len(id) > 128 {
 		return false
 	}
@@ -51,8 +51,8 @@ func saneRequestID[T string | []byte](id T) bool {
 	return true
 }
 
-// clientIP is the peer address of the socket, the only address srp trusts.
-func clientIP(remoteAddr string) string {
+// ClientIP is the peer address of the socket, the only address srp trusts.
+func ClientIP(remoteAddr string) string {
 	ap, err := netip.ParseAddrPort(remoteAddr)
 	if err != nil {
 		return ""
@@ -63,4 +63,9 @@ func clientIP(remoteAddr string) string {
 		return remoteAddr[:strings.LastIndexByte(remoteAddr, ':')]
 	}
 	return ap.Addr().Unmap().String()
+}
+
+// AppendNewID appends a new request ID to b.
+func AppendNewID(b []byte) []byte {
+	return strconv.AppendUint(append(b, idPrefix...), idCounter.Add(1), 16)
 }
