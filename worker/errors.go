@@ -6,6 +6,7 @@ import (
 	"log"
 	"log/slog"
 	"net/http"
+
 	"srp/worker/upstream"
 )
 

@@ -10,11 +10,12 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"slices"
-	"srp/worker/upstream"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"srp/worker/upstream"
 )
 
 // The fast path is checked against net/http: the same bytes go to a worker

@@ -2,9 +2,10 @@ package worker
 
 import (
 	"slices"
-	"srp/worker/guard"
 	"strings"
 	"testing"
+
+	"srp/worker/guard"
 )
 
 // hostileCase is raw bytes from a client and what must come of them.

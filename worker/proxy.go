@@ -6,10 +6,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"srp/worker/upstream"
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"srp/worker/upstream"
 )
 
 // transport is the ReverseProxy's Transport for one service: it picks

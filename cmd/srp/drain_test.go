@@ -8,11 +8,12 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"srp/supervisor/link"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"srp/supervisor/link"
 )
 
 func TestSIGTERMDrainsAndRemovesPidfile(t *testing.T) {

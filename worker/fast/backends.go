@@ -3,13 +3,14 @@ package fast
 import (
 	"context"
 	"net"
-	"srp/worker/upstream"
 	"sync"
 	"syscall"
 	"time"
+
+	"srp/worker/upstream"
 )
 
-// backendBufSize holds a h1.Response head and a 16 KiB body, a common size
+// backendBufSize holds a response head and a 16 KiB body, a common size
 // that then takes one read and one write.
 const backendBufSize = 20 << 10
 
@@ -24,12 +25,12 @@ type backendConn struct {
 	net.Conn
 	addr string
 	raw  syscall.RawConn
-	buf  []byte // h1.Response bytes read; buf[off:] not consumed
+	buf  []byte // response bytes read; buf[off:] not consumed
 	off  int
 	used time.Time // when it went idle
 	rdl  time.Time // the read deadline in place
 
-	answered int // h1.Response bytes read for the request in progress
+	answered int // response bytes read for the request in progress
 }
 
 // backends keeps the fast path's idle backend connections, by address.
@@ -163,7 +164,7 @@ func (c *backendConn) setReadDeadline(t time.Time) {
 
 // alive reports whether the backend kept the idle connection open and sent
 // nothing on it. A peek costs one system call, where a reader goroutine per
-// connection (as net/http's Transport keeps) costs a wake-up per h1.Response.
+// connection (as net/http's Transport keeps) costs a wake-up per response.
 func (c *backendConn) alive() bool {
 	return c.raw != nil && peek(c.raw) == peekEmpty
 }

@@ -74,7 +74,7 @@ type request struct {
 	host     []byte
 	length   int           // Content-Length
 	size     int           // head plus body
-	close    bool          // the client asked to close after this h1.Response
+	close    bool          // the client asked to close after this response
 	trailers bool          // TE: trailers, passed on as ReverseProxy does
 	id       []byte        // the client's, or generated into idBuf
 	idBuf    [40]byte      // an 8-byte prefix in hex, a dash and a 64-bit counter in hex

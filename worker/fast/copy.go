@@ -3,13 +3,14 @@ package fast
 import (
 	"io"
 	"net"
-	"srp/worker/h1"
-	"srp/worker/upstream"
 	"strconv"
 	"time"
+
+	"srp/worker/h1"
+	"srp/worker/upstream"
 )
 
-// copyResponse sends the h1.Response head and its body to the client. keep
+// copyResponse sends the response head and its body to the client. keep
 // says the client connection stays open, backendKeep the backend's.
 func (f *conn) copyResponse(bc *backendConn, r *request, resp *h1.Response) (keep, backendKeep bool, err error) {
 	keep = !r.close && !f.s.router.Draining()
@@ -101,7 +102,7 @@ func appendChunk(b, data []byte) []byte {
 	return append(b, "\r\n"...)
 }
 
-// readBody reads the next bytes of a h1.Response body into bc.buf, seeing
+// readBody reads the next bytes of a response body into bc.buf, seeing
 // every clientPoll whether the client is still there.
 func (f *conn) readBody(bc *backendConn) (int, error) {
 	bc.buf, bc.off = bc.buf[:0], 0

@@ -22,8 +22,8 @@ const clientPoll = time.Second
 const maxResponseHead = 1 << 20
 
 var (
-	errResponseHead = errors.New("malformed h1.Response head")
-	errResponseBody = errors.New("malformed h1.Response body")
+	errResponseHead = errors.New("malformed response head")
+	errResponseBody = errors.New("malformed response body")
 )
 
 // proxy serves r from its service's backends with the retry rules of
@@ -45,7 +45,7 @@ func (f *conn) proxy(r *request) bool {
 		}
 		err = &upstream.BackendError{Addr: addr, Err: err}
 		if sent {
-			f.logError(r, 0, err) // the h1.Response was cut short: the client sees it end
+			f.logError(r, 0, err) // the response was cut short: the client sees it end
 			return false
 		}
 		if !f.retryable(r, err) {
@@ -80,7 +80,7 @@ func (f *conn) logError(r *request, status int, err error) {
 	}
 	msg := "proxy error"
 	if status == 0 {
-		msg = "h1.Response cut short"
+		msg = "response cut short"
 	}
 	f.s.router.LogFailure(msg, status, f.hostStr, string(r.method), string(path), string(r.id), err)
 }
@@ -103,8 +103,8 @@ func (f *conn) armWrite() {
 	}
 }
 
-// exchange sends r to the backend at addr and copies its h1.Response to the
-// client. sent reports that the client has seen part of a h1.Response, so
+// exchange sends r to the backend at addr and copies its response to the
+// client. sent reports that the client has seen part of a response, so
 // nothing else may be sent; keep, that both connections stay open.
 func (f *conn) exchange(r *request, addr string) (keep, sent bool, err error) {
 	for fresh := false; ; fresh = true {
@@ -201,7 +201,7 @@ func (f *conn) appendRequest(b []byte, r *request) []byte {
 	return append(b, r.head[len(r.head):len(r.head)+r.length]...)
 }
 
-// readResponse reads the final h1.Response head, passing 1xx informational
+// readResponse reads the final response head, passing 1xx informational
 // responses on to the client as ReverseProxy does.
 func (f *conn) readResponse(bc *backendConn, r *request) (h1.Response, error) {
 	now := time.Now()
@@ -289,7 +289,7 @@ func (f *conn) clientGone() bool {
 }
 
 // appendResponseHead writes the head the client gets: the backend's, as
-// HTTP/1.1, less hop-by-hop headers, with a Date, and with the h1.Framing
+// HTTP/1.1, less hop-by-hop headers, with a Date, and with the framing
 // this connection needs.
 func (f *conn) appendResponseHead(b []byte, resp *h1.Response, close bool) []byte {
 	line, rest := h1.CutLine(resp.Head)

@@ -6,9 +6,10 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"srp/worker/guard"
 	"testing"
 	"time"
+
+	"srp/worker/guard"
 )
 
 // waitIdle gives both buffers back while it waits and takes a fresh read

@@ -24,10 +24,11 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"srp/worker/upstream"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"srp/worker/upstream"
 )
 
 // Router is what the fast path asks of the worker's router, so that a
@@ -159,7 +160,7 @@ func (s *Server) done(f *conn, transferred bool) {
 }
 
 // CloseIdle ends the connections waiting for a next request, as
-// http.Server.Shutdown does; the others close after their h1.Response.
+// http.Server.Shutdown does; the others close after their response.
 func (s *Server) CloseIdle() {
 	s.closing.Store(true)
 	s.mu.Lock()

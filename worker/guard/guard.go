@@ -10,9 +10,10 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"srp/worker/h1"
 	"sync/atomic"
 	"time"
+
+	"srp/worker/h1"
 )
 
 // MaxHeaderBytes bounds a request head; the server's MaxHeaderBytes must be

@@ -1,5 +1,5 @@
 // Package h1 is the HTTP/1.1 wire grammar srp enforces, with no I/O: request
-// and response heads, chunked Framing, token and character tables, and the
+// and response heads, chunked framing, token and character tables, and the
 // few answers srp writes itself. The guard (worker/guard) and the fast path
 // (worker/fast) both use it, for requests and backend responses alike, so
 // the two read the same bytes the same way; every rule here is as strict as
@@ -228,7 +228,7 @@ func (f *Framer) Start(h Head) {
 }
 
 // Body consumes body bytes from b and returns how many, stopping where the
-// body ends. A Framing error is returned with the bytes before the
+// body ends. A framing error is returned with the bytes before the
 // offending one; ErrTail says what to put in its place.
 func (f *Framer) Body(b []byte) (int, string) {
 	i := 0
@@ -277,7 +277,7 @@ func (f *Framer) ErrTail() string {
 	return "\x00\r\n\r\n" // at a trailer line's start
 }
 
-// step advances the chunked Framing by one byte outside chunk data. The
+// step advances the chunked framing by one byte outside chunk data. The
 // size line follows net/http: hex digits (at most 16), then optional
 // whitespace or a ';' extension, then CRLF with no other CR.
 func (f *Framer) step(c byte) string {

@@ -11,9 +11,10 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"sync/atomic"
+
 	"srp/health"
 	"srp/registry"
-	"sync/atomic"
 )
 
 // MaxTries bounds how many backends one request may be offered to.
