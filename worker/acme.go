@@ -35,9 +35,6 @@ type ACME struct {
 	Email     string // account contact; "" registers without one
 }
 
-// acmeHTTPTimeout bounds one request to the ACME server.
-const acmeHTTPTimeout = 30 * time.Second
-
 // errNotConfigured refuses a name before anything is sent to the CA.
 var errNotConfigured = errors.New("host not configured for HTTPS")
 

@@ -2,9 +2,6 @@ package worker
 
 import "sync"
 
-// copyBufferSize is ReverseProxy's own choice for copying a response body.
-const copyBufferSize = 32 << 10
-
 // bufferPool recycles the buffers ReverseProxy copies response bodies
 // through. Without it every proxied request allocates 32 KiB, which is most
 // of the worker's allocation and so most of its garbage-collection work.

@@ -95,7 +95,7 @@ func (b *trackedBody) Close() error {
 
 // newTransport returns the connection pool shared by every service of a worker.
 func newTransport(timeout time.Duration) *http.Transport {
-	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	d := &net.Dialer{Timeout: upstream.DialTimeout, KeepAlive: upstream.KeepAlive}
 	return &http.Transport{
 		Proxy: nil, // never route backend traffic through an environment proxy
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -105,9 +105,9 @@ func newTransport(timeout time.Duration) *http.Transport {
 			}
 			return c, nil
 		},
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConns:          maxIdleBackendConns,
+		MaxIdleConnsPerHost:   upstream.MaxIdlePerBackend,
+		IdleConnTimeout:       upstream.IdleTimeout,
 		ResponseHeaderTimeout: timeout,
 		ExpectContinueTimeout: 0,
 		DisableCompression:    true, // pass bodies through as the backend encoded them

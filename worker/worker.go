@@ -61,10 +61,10 @@ func Run(ctx context.Context, o Options, ready func()) error {
 		return errors.New("worker: snapshot and HTTP listener are required")
 	}
 	if o.Timeout <= 0 {
-		o.Timeout = 30 * time.Second
+		o.Timeout = defaultTimeout
 	}
 	if o.Grace <= 0 {
-		o.Grace = min(o.Timeout, 5*time.Second)
+		o.Grace = min(o.Timeout, maxGrace)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -103,7 +103,7 @@ func Run(ctx context.Context, o Options, ready func()) error {
 	hctx, stopHealth := context.WithCancel(ctx)
 	defer stopHealth()
 	go checker.Run(hctx)
-	go s.fast.SweepEvery(hctx, 15*time.Second)
+	go s.fast.SweepEvery(hctx, sweepInterval)
 
 	// In HTTPS mode the plain listener redirects rather than proxies, so
 	// only the router's own listeners have a fast path.
@@ -194,16 +194,12 @@ type servers struct {
 func newServers(rt *router, o Options) *servers {
 	base, cancel := context.WithCancel(context.Background())
 	s := &servers{rt: rt, log: o.Logger, base: base, cancel: cancel, failed: make(chan error, 2),
-		idleTimeout: cmp.Or(o.idleTimeout, 75*time.Second), timeout: o.Timeout,
+		idleTimeout: cmp.Or(o.idleTimeout, idleTimeout), timeout: o.Timeout,
 		headTimeout: cmp.Or(o.headTimeout, readHeaderTimeout)}
 	s.fast = fast.New(fast.Config{Router: rt, Backends: rt.addrs, Base: base, Timeout: s.timeout,
 		IdleTimeout: s.idleTimeout, HeadTimeout: s.headTimeout, Log: s.log, Count: s.countConn, Inflight: &s.inflight})
 	return s
 }
-
-// readHeaderTimeout also bounds the TLS handshake (see certGetter for the
-// exception while a certificate is issued).
-const readHeaderTimeout = 10 * time.Second
 
 // serve serves ln with h; with fastPath, the fast path takes the requests it
 // can and net/http gets the connections it hands over.
@@ -333,7 +329,7 @@ func (s *servers) drain(grace, limit time.Duration) {
 	// their responses (see track) before every connection is cut.
 	select {
 	case <-done:
-	case <-time.After(time.Second):
+	case <-time.After(abortGrace):
 	}
 	for _, srv := range s.list {
 		_ = srv.Close()

@@ -10,16 +10,6 @@ import (
 	"srp/worker/upstream"
 )
 
-// backendBufSize holds a response head and a 16 KiB body, a common size
-// that then takes one read and one write.
-const backendBufSize = 20 << 10
-
-// backendIdleTimeout and maxIdlePerBackend are newTransport's settings.
-const (
-	backendIdleTimeout = 90 * time.Second
-	maxIdlePerBackend  = 256
-)
-
 // backendConn is a keep-alive connection to one backend on the fast path.
 type backendConn struct {
 	net.Conn
@@ -46,7 +36,7 @@ type idleConns struct {
 }
 
 func newBackends(addrs []string) *backends {
-	b := &backends{dialer: net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second},
+	b := &backends{dialer: net.Dialer{Timeout: upstream.DialTimeout, KeepAlive: upstream.KeepAlive},
 		idle: make(map[string]*idleConns, len(addrs))}
 	for _, a := range addrs {
 		b.idle[a] = &idleConns{}
@@ -73,7 +63,7 @@ func (b *backends) get(ctx context.Context, addr string, fresh bool) (c *backend
 		c := ic.conns[n-1]
 		ic.conns = ic.conns[:n-1]
 		ic.mu.Unlock()
-		if time.Since(c.used) < backendIdleTimeout && c.alive() {
+		if time.Since(c.used) < upstream.IdleTimeout && c.alive() {
 			c.answered = 0
 			return c, true, nil
 		}
@@ -98,7 +88,7 @@ func (b *backends) put(c *backendConn) {
 	}
 	c.buf, c.off, c.used = c.buf[:0], 0, time.Now()
 	ic.mu.Lock()
-	if ic.closed || len(ic.conns) >= maxIdlePerBackend {
+	if ic.closed || len(ic.conns) >= upstream.MaxIdlePerBackend {
 		ic.mu.Unlock()
 		_ = c.Close()
 		return
@@ -107,7 +97,7 @@ func (b *backends) put(c *backendConn) {
 	ic.mu.Unlock()
 }
 
-// sweep closes the idle connections past backendIdleTimeout or closed by
+// sweep closes the idle connections past upstream.IdleTimeout or closed by
 // their backend. get looks only at the most recently used ones, so under
 // steady load the others would otherwise stay until the worker ends.
 func (b *backends) sweep() {
@@ -116,7 +106,7 @@ func (b *backends) sweep() {
 		ic.mu.Lock()
 		kept := ic.conns[:0]
 		for _, c := range ic.conns {
-			if time.Since(c.used) < backendIdleTimeout && c.alive() {
+			if time.Since(c.used) < upstream.IdleTimeout && c.alive() {
 				kept = append(kept, c)
 			} else {
 				stale = append(stale, c)

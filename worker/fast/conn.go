@@ -15,11 +15,6 @@ import (
 	"srp/worker/upstream"
 )
 
-const (
-	readBufSize = 4 << 10  // a client connection's read buffer
-	maxHeld     = 16 << 10 // the largest head plus body the fast path holds
-)
-
 // readBuffers recycles client read buffers: with a new connection per
 // request, each would otherwise be new garbage for the collector.
 var readBuffers = sync.Pool{New: func() any { return new([readBufSize]byte) }}
@@ -129,7 +124,7 @@ func (s *Server) serve(c net.Conn, hand *Handoff) {
 		}
 		keep := f.proxy(&r)
 		f.off += r.size
-		if cap(f.out) > 8<<10 {
+		if cap(f.out) > maxKeptOut {
 			f.out = nil // grown for one large head or body: not for the connection's life
 		}
 		if !keep || f.aborted.Load() {

@@ -13,14 +13,6 @@ import (
 	"srp/worker/upstream"
 )
 
-// clientPoll is how often a wait for a backend looks whether its client
-// is still there; net/http's server notices at once, with a goroutine per
-// request reading in the background.
-const clientPoll = time.Second
-
-// maxResponseHead is net/http Transport's default limit.
-const maxResponseHead = 1 << 20
-
 var (
 	errResponseHead = errors.New("malformed response head")
 	errResponseBody = errors.New("malformed response body")

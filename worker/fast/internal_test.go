@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"srp/worker/guard"
+	"srp/worker/upstream"
 )
 
 // waitIdle gives both buffers back while it waits and takes a fresh read
@@ -89,7 +90,7 @@ func TestBackendSweep(t *testing.T) {
 	for _, c := range conns {
 		b.put(c)
 	}
-	conns[0].used = time.Now().Add(-2 * backendIdleTimeout) // idle too long
+	conns[0].used = time.Now().Add(-2 * upstream.IdleTimeout) // idle too long
 	first := <-accepted
 	defer first.Close()
 	(<-accepted).Close() // the backend closes the second

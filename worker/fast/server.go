@@ -106,7 +106,7 @@ func (s *Server) Serve(ln net.Listener, hand *Handoff) error {
 			var ne net.Error
 			//lint:ignore SA1019 http.Server's Serve decides by Temporary too
 			if errors.As(err, &ne) && ne.Temporary() {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				delay = min(max(2*delay, 5*time.Millisecond), maxAcceptDelay)
 				s.log.Warn("accept failed, retrying", "err", err, "delay", delay.String())
 				time.Sleep(delay)
 				continue

@@ -16,17 +16,6 @@ import (
 	"srp/worker/h1"
 )
 
-// MaxHeaderBytes bounds a request head; the server's MaxHeaderBytes must be
-// this, since headLimit is derived from it.
-const MaxHeaderBytes = 64 << 10
-
-// headLimit is the largest request head the guard holds back and checks.
-// net/http answers 431 before reading this much (its own limit is
-// MaxHeaderBytes plus its 4 KiB buffer, plus at most one buffer of bytes
-// left over from the previous request), so a head the guard passes on
-// unchecked because of its size is never served.
-const headLimit = MaxHeaderBytes + 3*4096
-
 // rejected replaces a request head the guard refuses. net/http cannot parse
 // it, so it answers "400 Bad Request" with Connection: close itself, after
 // the responses to the requests before it, and closes the connection.
@@ -143,7 +132,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 // fill reads more of the client's bytes into buf.
 func (c *Conn) fill() error {
 	if c.off == len(c.buf) {
-		if cap(c.buf) > 16<<10 {
+		if cap(c.buf) > maxKeptBuf {
 			c.buf = nil // grown for one large head: do not keep it for the connection's life
 		}
 		c.buf, c.off, c.ready = c.buf[:0], 0, 0

@@ -12,11 +12,6 @@ import (
 	"time"
 )
 
-// maxHandshakes bounds the TLS handshakes in progress on one listener; past
-// it, new connections wait in the kernel's accept queue until one ends
-// (each ends within the handshake timeout).
-const maxHandshakes = 4096
-
 // tlsListener completes the TLS handshake itself, so HTTP/1.1 over TLS can
 // be checked like plain HTTP: the guard below TLS only bounds write stalls,
 // and a second guard above it sees the requests in clear. HTTP/2

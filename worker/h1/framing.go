@@ -198,13 +198,6 @@ const (
 	inEndLF             // CR of the final empty line seen
 )
 
-// Chunk-size lines net/http accepts stay below its 4 KiB read buffer.
-const maxChunkLine = 4096
-
-// trailerLimit bounds the trailer of a chunked body; net/http accepts no
-// more than its 4 KiB read buffer.
-const trailerLimit = 8 << 10
-
 func (f *Framer) InBody() bool { return f.state != inHead }
 
 // Chunked returns a Framer inside a chunked body, at its first size line.

@@ -17,9 +17,6 @@ import (
 	"srp/registry"
 )
 
-// MaxTries bounds how many backends one request may be offered to.
-const MaxTries = 3
-
 // ErrNoBackend means the service has no healthy backend left to try.
 var ErrNoBackend = errors.New("no healthy backend")
 

@@ -1,0 +1,27 @@
+package fast
+
+import "time"
+
+// The fast path's sizes and timeouts. Backend dial and keep-alive settings
+// are shared with net/http's Transport and live in upstream.
+const (
+	readBufSize = 4 << 10  // a client connection's read buffer
+	maxHeld     = 16 << 10 // the largest head plus body the fast path holds
+	maxKeptOut  = 8 << 10  // a write buffer grown past this is dropped after its request
+
+	// backendBufSize holds a response head and a 16 KiB body, a common
+	// size that then takes one read and one write.
+	backendBufSize = 20 << 10
+
+	// maxResponseHead is net/http Transport's default limit.
+	maxResponseHead = 1 << 20
+
+	// clientPoll is how often a wait for a backend looks whether its
+	// client is still there; net/http's server notices at once, with a
+	// goroutine per request reading in the background.
+	clientPoll = time.Second
+
+	// maxAcceptDelay caps the back-off after temporary accept errors, as
+	// http.Server's own accept loop does.
+	maxAcceptDelay = time.Second
+)
