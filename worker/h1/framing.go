@@ -51,8 +51,8 @@ type Head struct {
 // framed, or why it is refused. It is stricter than net/http wherever a
 // front proxy or a backend could read the same bytes differently.
 func CheckHead(h []byte) (info Head, reason string) {
-	if reason := ByteFault(h); reason != "" {
-		return info, reason
+	if fault := ByteFault(h); fault != "" {
+		return info, fault + " in request head"
 	}
 	line, rest := CutLine(h)
 	if len(line) == 0 {
@@ -114,17 +114,17 @@ func CheckHead(h []byte) (info Head, reason string) {
 	return info, ""
 }
 
-// ByteFault names a NUL or a line not ended by CRLF in a message head, for
-// requests and responses alike, or returns "".
+// ByteFault names a NUL, a bare CR or a bare LF (a line not ended by CRLF)
+// in a message head, for requests and responses alike, or returns "".
 func ByteFault(h []byte) string {
 	for i, c := range h {
 		switch {
 		case c == 0:
-			return "NUL in request head"
+			return "NUL"
 		case c == '\r' && (i+1 == len(h) || h[i+1] != '\n'):
-			return "bare CR in request head"
+			return "bare CR"
 		case c == '\n' && (i == 0 || h[i-1] != '\r'):
-			return "bare LF in request head"
+			return "bare LF"
 		}
 	}
 	return ""
