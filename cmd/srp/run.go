@@ -9,9 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"srp/platform"
@@ -132,55 +130,24 @@ func cmdRun(args []string, stderr io.Writer) int {
 	return 0
 }
 
-// cmdWorker serves the listeners and config its supervisor hands it until
-// the supervisor says to drain or goes away.
+// cmdWorker runs a worker process; its supervisor started it with the
+// same flags.
 func cmdWorker(args []string, stderr io.Writer) int {
 	fs, f := newRunFlags(stderr)
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
 	log := newLogger(stderr, "worker")
-	// Signals meant for the supervisor also reach a worker in the same
-	// process group (Ctrl-C, a terminal hangup): only SIGTERM and SIGINT
-	// mean anything here, and they mean drain.
-	signal.Ignore(syscall.SIGHUP, syscall.SIGUSR2)
-	w, err := link.Attach(len(f.listenAddrs()))
-	if err != nil {
-		log.Error("worker start", "err", err)
-		return 2
-	}
-	snap, err := registry.Parse(f.config, w.Config)
-	if err != nil {
-		w.Fail(err)
-		return 1
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		log.Info("worker draining", "why", w.WaitDrain())
-		cancel()
-	}()
-	sigCtx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	// Everything the worker reads from here on is in the platform table.
-	if err := platform.Lockdown(platform.Worker, f.lockdownPaths(nil), log); err != nil {
-		w.Fail(err)
-		log.Error("worker lockdown", "err", err)
-		return 1
-	}
-	o := f.workerOptions(snap, w.Listeners, log)
-	o.TicketKeys = w.TicketKeys
-	ready := func() {
-		if err := w.Ready(); err != nil {
-			log.Error("report ready", "err", err)
-		}
-	}
-	if err := worker.Run(sigCtx, o, ready); err != nil {
-		w.Fail(err)
-		log.Error("worker", "err", err)
-		return 1
-	}
-	return 0
+	return worker.RunProcess(worker.Process{
+		ConfigPath: f.config,
+		Listeners:  len(f.listenAddrs()),
+		// Everything the worker reads from here on is in the platform table.
+		Lockdown: func() error { return platform.Lockdown(platform.Worker, f.lockdownPaths(nil), log) },
+		Options: func(snap *registry.Snapshot, lns []net.Listener) worker.Options {
+			return f.workerOptions(snap, lns, log)
+		},
+		Logger: log,
+	})
 }
 
 // cmdSignal asks the running srp for a reload or an upgrade and waits for

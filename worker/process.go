@@ -1,0 +1,73 @@
+package worker
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"os/signal"
+	"syscall"
+
+	"srp/registry"
+	"srp/supervisor/link"
+)
+
+// Process is a worker process's start-up, in its one safe order: take over
+// what the supervisor handed it (listeners, config, ticket keys), parse the
+// config, lock the process down, serve, and report each outcome back.
+type Process struct {
+	ConfigPath string // for error messages; the bytes come from the supervisor
+	Listeners  int    // how many listeners the supervisor hands over
+	// Lockdown restricts the process once the config is parsed and before
+	// it serves; nothing is read from disk afterwards but what it allows.
+	Lockdown func() error
+	// Options maps the parsed config and the inherited listeners, in the
+	// supervisor's order, onto the worker's options.
+	Options func(*registry.Snapshot, []net.Listener) Options
+	Logger  *slog.Logger
+}
+
+// RunProcess serves until the supervisor says to drain or goes away, and
+// returns the process's exit code.
+func RunProcess(p Process) int {
+	log := p.Logger
+	// Signals meant for the supervisor also reach a worker in the same
+	// process group (Ctrl-C, a terminal hangup): only SIGTERM and SIGINT
+	// mean anything here, and they mean drain.
+	signal.Ignore(syscall.SIGHUP, syscall.SIGUSR2)
+	w, err := link.Attach(p.Listeners)
+	if err != nil {
+		log.Error("worker start", "err", err)
+		return 2
+	}
+	snap, err := registry.Parse(p.ConfigPath, w.Config)
+	if err != nil {
+		w.Fail(err)
+		return 1
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		log.Info("worker draining", "why", w.WaitDrain())
+		cancel()
+	}()
+	sigCtx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := p.Lockdown(); err != nil {
+		w.Fail(err)
+		log.Error("worker lockdown", "err", err)
+		return 1
+	}
+	o := p.Options(snap, w.Listeners)
+	o.TicketKeys = w.TicketKeys
+	ready := func() {
+		if err := w.Ready(); err != nil {
+			log.Error("report ready", "err", err)
+		}
+	}
+	if err := Run(sigCtx, o, ready); err != nil {
+		w.Fail(err)
+		log.Error("worker", "err", err)
+		return 1
+	}
+	return 0
+}
