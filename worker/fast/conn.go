@@ -80,9 +80,9 @@ type request struct {
 // serve serves a connection accepted from a guarded listener.
 func (s *Server) serve(c net.Conn, hand *Handoff) {
 	f := &conn{s: s, c: c, first: true}
-	handedOff, transferred := false, false
+	handedOff := false
 	defer func() {
-		s.done(f, transferred)
+		s.done(f)
 		if !handedOff {
 			_ = c.Close()
 		}
@@ -119,7 +119,6 @@ func (s *Server) serve(c net.Conn, hand *Handoff) {
 			return
 		case nextHandoff:
 			handedOff = f.handoff(hand)
-			transferred = handedOff
 			return
 		}
 		keep := f.proxy(&r)
@@ -245,12 +244,10 @@ func (f *conn) compact() {
 func (f *conn) handoff(hand *Handoff) bool {
 	f.setReadDeadline(time.Time{})
 	f.guard.Preload(f.buf[f.off:])
-	f.guard.SetCounted(true)
 	if hand.hand(f.c) {
 		return true
 	}
 	// net/http has shut down: the drain is past its grace period.
-	f.guard.SetCounted(false)
 	_ = f.write(h1.AppendError(nil, 503, false, true))
 	return false
 }

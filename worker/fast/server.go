@@ -54,8 +54,6 @@ type Config struct {
 	IdleTimeout time.Duration   // for a kept client connection between requests
 	HeadTimeout time.Duration   // for a request head
 	Log         *slog.Logger
-	Count       func(delta int) // the drain's count of open client connections
-	Inflight    *sync.WaitGroup // the drain waits for every connection served here
 }
 
 // Server is the fast path of one worker, across its listeners.
@@ -67,8 +65,7 @@ type Server struct {
 	idleTimeout time.Duration
 	headTimeout time.Duration
 	log         *slog.Logger
-	count       func(delta int)
-	inflight    *sync.WaitGroup
+	running     sync.WaitGroup // connections being served, for the drain
 
 	mu      sync.Mutex
 	conns   map[*conn]struct{} // for the drain
@@ -79,7 +76,7 @@ type Server struct {
 // New returns the fast path for c.
 func New(c Config) *Server {
 	return &Server{router: c.Router, backends: newBackends(c.Backends), base: c.Base, timeout: c.Timeout,
-		idleTimeout: c.IdleTimeout, headTimeout: c.HeadTimeout, log: c.Log, count: c.Count, inflight: c.Inflight,
+		idleTimeout: c.IdleTimeout, headTimeout: c.HeadTimeout, log: c.Log,
 		conns: map[*conn]struct{}{}}
 }
 
@@ -122,17 +119,16 @@ func (s *Server) Serve(ln net.Listener, hand *Handoff) error {
 	}
 }
 
-// admit counts a connection as it is accepted, before its goroutine runs,
-// so a drain starting in between still waits for it; false means the
-// drain has already cut every connection.
+// admit counts a connection as running as it is accepted, before its
+// goroutine runs, so a drain starting in between still waits for it; false
+// means the drain has already cut every connection.
 func (s *Server) admit() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stopped {
 		return false
 	}
-	s.inflight.Add(1)
-	s.count(1)
+	s.running.Add(1)
 	return true
 }
 
@@ -147,17 +143,17 @@ func (s *Server) add(f *conn) bool {
 	return true
 }
 
-// done uncounts an admitted connection, unless net/http took it over with
-// its count (guard.Conn.counted).
-func (s *Server) done(f *conn, transferred bool) {
+// done ends an admitted connection's service here: closed, or handed to
+// net/http.
+func (s *Server) done(f *conn) {
 	s.mu.Lock()
 	delete(s.conns, f)
 	s.mu.Unlock()
-	if !transferred {
-		s.count(-1)
-	}
-	s.inflight.Done()
+	s.running.Done()
 }
+
+// Wait waits until no connection is served here.
+func (s *Server) Wait() { s.running.Wait() }
 
 // CloseIdle ends the connections waiting for a next request, as
 // http.Server.Shutdown does; the others close after their response.

@@ -27,13 +27,15 @@ type listener struct {
 	net.Listener
 	stall time.Duration // longest a client may leave one write blocked; 0 means no limit
 	log   *slog.Logger
+	conns *Conns
 }
 
 // Listen wraps ln so that every request head is checked before the HTTP
 // server reads it, and a client that stops reading cannot block a response
 // (and the backend connection behind it) longer than stall.
-func Listen(ln net.Listener, stall time.Duration, log *slog.Logger) net.Listener {
-	return &listener{Listener: ln, stall: stall, log: log}
+// Every connection it accepts counts in conns.
+func Listen(ln net.Listener, stall time.Duration, log *slog.Logger, conns *Conns) net.Listener {
+	return &listener{Listener: ln, stall: stall, log: log, conns: conns}
 }
 
 func (l *listener) Accept() (net.Conn, error) {
@@ -41,12 +43,34 @@ func (l *listener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return NewConn(c, l.stall, l.log), nil
+	g := NewConn(c, l.stall, l.log)
+	g.count(l.conns)
+	return g, nil
 }
 
 // NewConn guards one client connection; see Listen.
 func NewConn(c net.Conn, stall time.Duration, log *slog.Logger) *Conn {
 	return &Conn{Conn: c, stall: stall, log: log}
+}
+
+// count makes c count in conns until it is closed or hijacked.
+func (c *Conn) count(conns *Conns) {
+	conns.add(1)
+	c.conns = conns
+}
+
+// uncount ends c's count, once.
+func (c *Conn) uncount() {
+	if c.conns != nil && !c.uncounted.Swap(true) {
+		c.conns.add(-1)
+	}
+}
+
+// Close closes the connection and ends its count.
+func (c *Conn) Close() error {
+	err := c.Conn.Close()
+	c.uncount()
+	return err
 }
 
 // Conn sits between a client connection and net/http. It follows the
@@ -72,7 +96,9 @@ type Conn struct {
 	done      bool  // the server gets EOF once buf[off:ready] is drained
 	upgrading bool  // after a protocol switch request: hold bytes unchecked until hijack or the handler ends
 	frame     h1.Framer
-	counted   bool // the fast path counted it for the drain and handed it over
+
+	conns     *Conns      // the count it is in; nil for a guard above TLS (the one below counts)
+	uncounted atomic.Bool // Close and a hijack may race
 }
 
 // errEarlyData ends a connection whose client sends more than a request
@@ -223,8 +249,12 @@ func (c *Conn) CloseWrite() error {
 	return nil
 }
 
-// Hijacked stops the checks: the bytes that follow belong to a tunnel.
-func (c *Conn) Hijacked() { c.raw.Store(true) }
+// Hijacked stops the checks, and the count: the bytes that follow belong
+// to a tunnel, which the drain waits for as a running handler.
+func (c *Conn) Hijacked() {
+	c.raw.Store(true)
+	c.uncount()
+}
 
 // Stall is the longest one write to the client may block.
 func (c *Conn) Stall() time.Duration { return c.stall }
@@ -236,10 +266,3 @@ func (c *Conn) Preload(b []byte) {
 	c.buf = append(make([]byte, 0, max(4096, len(b))), b...)
 	c.off, c.ready = 0, 0
 }
-
-// SetCounted records that the fast path counted the connection for the
-// drain, so the server's count of new connections must skip it.
-func (c *Conn) SetCounted(counted bool) { c.counted = counted }
-
-// CountedAlready reports SetCounted's mark.
-func (c *Conn) CountedAlready() bool { return c.counted }

@@ -34,18 +34,19 @@ type tlsListener struct {
 	failed    chan struct{} // closed when the raw listener failed for good
 	err       error         // why, set before failed is closed
 	slots     chan struct{} // one per handshake in progress
+	count     *Conns
 	closeOnce sync.Once
 	closeErr  error
 }
 
 // NewTLSListener serves TLS with conf on ln. conf is cloned: net/http
 // changes the server's own copy when it sets up HTTP/2.
-func NewTLSListener(ln net.Listener, conf *tls.Config, stall, timeout time.Duration, log *slog.Logger) net.Listener {
+func NewTLSListener(ln net.Listener, conf *tls.Config, stall, timeout time.Duration, log *slog.Logger, conns *Conns) net.Listener {
 	conf = conf.Clone()
 	ctx, stop := context.WithCancel(context.Background())
 	l := &tlsListener{ln: ln, conf: conf, stall: stall, timeout: timeout, log: log, ctx: ctx, stop: stop,
 		conns: make(chan net.Conn), errs: make(chan error), failed: make(chan struct{}),
-		slots: make(chan struct{}, maxHandshakes)}
+		slots: make(chan struct{}, maxHandshakes), count: conns}
 	go l.acceptLoop()
 	return l
 }
@@ -98,7 +99,8 @@ func (l *tlsListener) acceptLoop() {
 // handshake hands c to Accept once its handshake is done, or closes it.
 func (l *tlsListener) handshake(raw net.Conn) {
 	defer func() { <-l.slots }()
-	below := &Conn{Conn: raw, stall: l.stall, log: l.log}
+	below := NewConn(raw, l.stall, l.log)
+	below.count(l.count)  // closing tls.Conn or the guard above closes this one
 	below.raw.Store(true) // ciphertext: only the write stall is bounded here
 	tc := tls.Server(below, l.conf)
 	// certGetter may move this deadline while a certificate is issued.
@@ -118,7 +120,7 @@ func (l *tlsListener) handshake(raw net.Conn) {
 	case "h2":
 		c = tc
 	case "", "http/1.1":
-		above := &Conn{Conn: tc, log: l.log} // the stall is bounded below
+		above := NewConn(tc, 0, l.log) // the stall is bounded below
 		c = &TLSConn{Conn: above, TLS: tc}
 	default:
 		// acme-tls/1: the challenge was answered in the handshake, and the
@@ -177,3 +179,11 @@ type TLSConn struct {
 }
 
 func (c *TLSConn) ConnectionState() tls.ConnectionState { return c.TLS.ConnectionState() }
+
+// Hijacked stops the checks above TLS and ends the count below it.
+func (c *TLSConn) Hijacked() {
+	c.Conn.Hijacked()
+	if below, ok := c.TLS.NetConn().(*Conn); ok {
+		below.Hijacked()
+	}
+}

@@ -27,7 +27,7 @@ func TestTLSListenerTimeoutAndClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	conf := &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}
-	l := NewTLSListener(raw, conf, 0, 300*time.Millisecond, slog.New(slog.DiscardHandler)).(*tlsListener)
+	l := NewTLSListener(raw, conf, 0, 300*time.Millisecond, slog.New(slog.DiscardHandler), new(Conns)).(*tlsListener)
 	defer l.Close()
 	addr := raw.Addr().String()
 

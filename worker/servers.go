@@ -1,0 +1,173 @@
+package worker
+
+import (
+	"cmp"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"srp/worker/fast"
+	"srp/worker/guard"
+)
+
+// servers runs one http.Server per listener and drains them together.
+type servers struct {
+	rt       *router
+	log      *slog.Logger
+	base     context.Context // parent of every request; cancelled at the drain deadline
+	cancel   context.CancelFunc
+	list     []*http.Server
+	lns      []net.Listener
+	failed   chan error
+	inflight sync.WaitGroup // handlers running, hijacked (WebSocket) ones included
+	conns    guard.Conns    // client connections open, on either path
+
+	idleTimeout time.Duration // for keep-alive connections between requests
+	timeout     time.Duration // for a backend's response head
+	headTimeout time.Duration // for a request head
+	fast        *fast.Server
+}
+
+func newServers(rt *router, o Options) *servers {
+	base, cancel := context.WithCancel(context.Background())
+	s := &servers{rt: rt, log: o.Logger, base: base, cancel: cancel, failed: make(chan error, 2),
+		idleTimeout: cmp.Or(o.idleTimeout, idleTimeout), timeout: o.Timeout,
+		headTimeout: cmp.Or(o.headTimeout, readHeaderTimeout)}
+	s.fast = fast.New(fast.Config{Router: rt, Backends: rt.addrs, Base: base, Timeout: s.timeout,
+		IdleTimeout: s.idleTimeout, HeadTimeout: s.headTimeout, Log: s.log})
+	return s
+}
+
+// serve serves ln with h; with fastPath, the fast path takes the requests it
+// can and net/http gets the connections it hands over.
+func (s *servers) serve(ln net.Listener, h http.Handler, tlsConf *tls.Config, fastPath bool) {
+	srv := &http.Server{
+		Handler:           s.track(h),
+		TLSConfig:         tlsConf,
+		ReadHeaderTimeout: s.headTimeout, // a slow-header client cannot hold a connection
+		IdleTimeout:       s.idleTimeout,
+		MaxHeaderBytes:    guard.MaxHeaderBytes,
+		BaseContext:       func(net.Listener) context.Context { return s.base },
+		ConnState:         s.connState,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	s.list = append(s.list, srv)
+	s.lns = append(s.lns, ln)
+	served := ln
+	if fastPath {
+		hand := fast.NewHandoff(ln.Addr())
+		served = hand
+		go func() {
+			if err := s.fast.Serve(ln, hand); err != nil {
+				s.failed <- err
+			}
+		}()
+	}
+	go func() {
+		// A TLS listener hands over handshaken connections: *tls.Conn for
+		// HTTP/2, which needs TLSConfig to offer h2; guarded HTTP/1.1 otherwise.
+		err := srv.Serve(served)
+		if !s.rt.draining.Load() && !errors.Is(err, http.ErrServerClosed) {
+			s.failed <- fmt.Errorf("serve %s: %w", ln.Addr(), err)
+		}
+	}()
+}
+
+// track counts h's running requests, so the drain can wait for them.
+func (s *servers) track(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.inflight.Add(1)
+		defer s.inflight.Done()
+		defer func() {
+			// At the drain deadline the proxy aborts the streams still
+			// running. An event stream has no end of its own, so it ends
+			// properly instead (last chunk, then close) and the client
+			// reconnects to the new worker; other bodies stay aborted so a
+			// cut download is never mistaken for a complete one.
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler && s.base.Err() != nil &&
+					strings.HasPrefix(w.Header().Get("Content-Type"), "text/event-stream") {
+					return
+				}
+				panic(v)
+			}
+		}()
+		h.ServeHTTP(w, r)
+	})
+}
+
+// connState ends the count of a connection hijacked for a tunnel: the
+// drain waits for the tunnel's handler instead.
+func (s *servers) connState(c net.Conn, st http.ConnState) {
+	if g, ok := c.(interface{ Hijacked() }); ok && st == http.StateHijacked {
+		g.Hijacked()
+	}
+}
+
+// drain retires the worker without failing a request: stop accepting, let
+// keep-alive clients finish their current request and leave (every response
+// now says Connection: close), then shut down what is left, and at the
+// deadline cut whatever still runs (WebSockets, streams).
+func (s *servers) drain(grace, limit time.Duration) {
+	start := time.Now()
+	s.rt.draining.Store(true)
+	for _, ln := range s.lns {
+		_ = ln.Close()
+	}
+	select {
+	case <-s.conns.Gone():
+	case <-time.After(grace):
+	}
+
+	ctx, cancel := context.WithDeadline(context.Background(), start.Add(limit))
+	defer cancel()
+	s.fast.CloseIdle()
+	var wg sync.WaitGroup
+	for _, srv := range s.list {
+		wg.Go(func() { _ = srv.Shutdown(ctx) })
+	}
+	wg.Wait()
+	done := make(chan struct{})
+	go func() {
+		s.inflight.Wait()
+		s.fast.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.log.Warn("drain deadline reached, closing remaining connections", "limit", limit.String())
+	}
+	s.cancel()
+	s.fast.Abort()
+	// Cancelled handlers return at once; give them that moment to finish
+	// their responses (see track) before every connection is cut.
+	select {
+	case <-done:
+	case <-time.After(abortGrace):
+	}
+	for _, srv := range s.list {
+		_ = srv.Close()
+	}
+	s.fast.Close()
+	<-done
+	s.log.Info("worker drained", "took", time.Since(start).Round(time.Millisecond).String())
+}
+
+// closeBackends closes the backend connections kept alive on both paths,
+// so a worker that has drained leaves no connection or goroutine behind.
+func (s *servers) closeBackends() {
+	s.fast.CloseBackends()
+	for _, r := range s.rt.routes {
+		if t, ok := r.transport.rt.(interface{ CloseIdleConnections() }); ok {
+			t.CloseIdleConnections()
+		}
+	}
+}
