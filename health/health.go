@@ -48,6 +48,8 @@ type state struct {
 }
 
 // New returns a Checker for targets. Until the first round, every target is up.
+// Defaults are filled in the same shape as supervisor.Options and
+// worker.Options fill theirs: deliberately, each package for its own type.
 func New(targets []Target, opts Options) *Checker {
 	if opts.Interval <= 0 {
 		opts.Interval = 2 * time.Second

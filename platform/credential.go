@@ -67,35 +67,28 @@ func WorkerCredential(spec string) (*Credential, error) {
 }
 
 func lookupUser(name string) (*user.User, error) {
-	u, err := user.Lookup(name)
-	if err == nil {
-		return u, nil
-	}
-	if _, nerr := strconv.ParseUint(name, 10, 32); nerr == nil {
-		if u, ierr := user.LookupId(name); ierr == nil {
-			return u, nil
-		}
-	}
-	var unknown user.UnknownUserError
-	if errors.As(err, &unknown) {
-		return nil, fmt.Errorf("no such user %q", name)
-	}
-	return nil, fmt.Errorf("look up user %q: %w", name, err)
+	return lookup("user", name, user.Lookup, user.LookupId)
 }
 
 func lookupGroup(name string) (*user.Group, error) {
-	g, err := user.LookupGroup(name)
+	return lookup("group", name, user.LookupGroup, user.LookupGroupId)
+}
+
+// lookup finds a user or group by name, then by numeric ID.
+func lookup[T any](kind, name string, byName, byID func(string) (T, error)) (T, error) {
+	v, err := byName(name)
 	if err == nil {
-		return g, nil
+		return v, nil
 	}
 	if _, nerr := strconv.ParseUint(name, 10, 32); nerr == nil {
-		if g, ierr := user.LookupGroupId(name); ierr == nil {
-			return g, nil
+		if v, ierr := byID(name); ierr == nil {
+			return v, nil
 		}
 	}
-	var unknown user.UnknownGroupError
-	if errors.As(err, &unknown) {
-		return nil, fmt.Errorf("no such group %q", name)
+	var unknownUser user.UnknownUserError
+	var unknownGroup user.UnknownGroupError
+	if errors.As(err, &unknownUser) || errors.As(err, &unknownGroup) {
+		return v, fmt.Errorf("no such %s %q", kind, name)
 	}
-	return nil, fmt.Errorf("look up group %q: %w", name, err)
+	return v, fmt.Errorf("look up %s %q: %w", kind, name, err)
 }

@@ -7,6 +7,12 @@
 //
 // It also holds the one socket query that differs by system (PeerShutdown).
 //
+// Each system's file (platform_linux.go, platform_openbsd.go,
+// platform_other.go) defines Lockdown and StartWorker with the same
+// signatures and the same opening (prepare, then that system's rules): the
+// repetition is deliberate, one implementation per system, chosen by build
+// tags.
+//
 // Invariant: a role reads or writes nothing after Lockdown that Rules does not
 // list, so everything it needs later (time zone, system roots, the cache
 // directory) is loaded or created before the restrictions apply.
