@@ -1,12 +1,12 @@
 package health
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"srp/scripts/testkit"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -47,25 +47,7 @@ func (b *backend) requests() []*http.Request {
 	return append([]*http.Request(nil), b.reqs...)
 }
 
-// logBuffer collects a Checker's log lines.
-type logBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) lines(substr string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.buf.String(), substr)
-}
-
-func quietLogger(w *logBuffer) *slog.Logger {
+func quietLogger(w *testkit.Buffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, nil))
 }
 
@@ -91,7 +73,7 @@ func TestStatusDecidesHealth(t *testing.T) {
 	} {
 		b := newBackend(t, tc.status)
 		tg := b.target("/health")
-		c := New([]Target{tg}, Options{Logger: quietLogger(&logBuffer{})})
+		c := New([]Target{tg}, Options{Logger: quietLogger(&testkit.Buffer{})})
 		c.Round(context.Background())
 		if got := c.Up(tg); got != tc.up {
 			t.Errorf("status %d: Up = %v, want %v", tc.status, got, tc.up)
@@ -110,7 +92,7 @@ func TestRedirectIsUnhealthy(t *testing.T) {
 		mux.HandleFunc("/elsewhere", func(w http.ResponseWriter, r *http.Request) {})
 		srv := httptest.NewServer(mux)
 		tg := Target{Addr: srv.Listener.Addr().String(), Path: "/health"}
-		c := New([]Target{tg}, Options{Logger: quietLogger(&logBuffer{})})
+		c := New([]Target{tg}, Options{Logger: quietLogger(&testkit.Buffer{})})
 		c.Round(context.Background())
 		if c.Up(tg) {
 			t.Errorf("health answered %d: backend counted as up", status)
@@ -121,7 +103,7 @@ func TestRedirectIsUnhealthy(t *testing.T) {
 
 func TestRefusedIsUnhealthy(t *testing.T) {
 	tg := Target{Addr: closedAddr(t), Path: "/health"}
-	c := New([]Target{tg}, Options{Logger: quietLogger(&logBuffer{})})
+	c := New([]Target{tg}, Options{Logger: quietLogger(&testkit.Buffer{})})
 	c.Round(context.Background())
 	if c.Up(tg) {
 		t.Fatal("a backend refusing connections is up")
@@ -131,7 +113,7 @@ func TestRefusedIsUnhealthy(t *testing.T) {
 func TestCheckRequest(t *testing.T) {
 	b := newBackend(t, 200)
 	tg := b.target("/status/health?full=1")
-	c := New([]Target{tg}, Options{Logger: quietLogger(&logBuffer{})})
+	c := New([]Target{tg}, Options{Logger: quietLogger(&testkit.Buffer{})})
 	c.Round(context.Background())
 	reqs := b.requests()
 	if len(reqs) != 1 {
@@ -170,7 +152,7 @@ func TestRoundChecksConcurrently(t *testing.T) {
 		t.Cleanup(srv.Close)
 		targets = append(targets, Target{Addr: srv.Listener.Addr().String(), Path: "/h"})
 	}
-	c := New(targets, Options{Timeout: 10 * time.Second, Logger: quietLogger(&logBuffer{})})
+	c := New(targets, Options{Timeout: 10 * time.Second, Logger: quietLogger(&testkit.Buffer{})})
 	c.Round(context.Background())
 	for _, tg := range targets {
 		if !c.Up(tg) {
@@ -195,7 +177,7 @@ func TestHangingBackendTimesOut(t *testing.T) {
 	bad := newBackend(t, 500)
 	hangT := Target{Addr: hang.Listener.Addr().String(), Path: "/h"}
 	c := New([]Target{hangT, good.target("/h"), bad.target("/h")},
-		Options{Timeout: 200 * time.Millisecond, Logger: quietLogger(&logBuffer{})})
+		Options{Timeout: 200 * time.Millisecond, Logger: quietLogger(&testkit.Buffer{})})
 	done := make(chan struct{})
 	go func() { c.Round(context.Background()); close(done) }()
 	select {
@@ -228,7 +210,7 @@ func TestOneSharedClient(t *testing.T) {
 	for range 3 {
 		targets = append(targets, newBackend(t, 200).target("/h"))
 	}
-	c := New(targets, Options{Client: &http.Client{Transport: rc}, Logger: quietLogger(&logBuffer{})})
+	c := New(targets, Options{Client: &http.Client{Transport: rc}, Logger: quietLogger(&testkit.Buffer{})})
 	c.Round(context.Background())
 	c.Round(context.Background())
 	if got := rc.n.Load(); got != 6 {
@@ -246,7 +228,7 @@ func TestOneSharedClient(t *testing.T) {
 func TestRiseFallAndRecovery(t *testing.T) {
 	b := newBackend(t, 200)
 	tg := b.target("/h")
-	logs := &logBuffer{}
+	logs := &testkit.Buffer{}
 	var changes atomic.Int32
 	c := New([]Target{tg}, Options{Rise: 3, Fall: 2, Logger: quietLogger(logs), OnChange: func() { changes.Add(1) }})
 	ctx := context.Background()
@@ -278,15 +260,15 @@ func TestRiseFallAndRecovery(t *testing.T) {
 				i, s.status, c.Up(tg), changes.Load(), s.up, s.changes)
 		}
 	}
-	if down, up := logs.lines("backend down"), logs.lines("backend up"); down != 1 || up != 1 {
-		t.Fatalf("logged %d downs and %d ups, want exactly one of each (flips only):\n%s", down, up, logs.buf.String())
+	if down, up := logs.Count("backend down"), logs.Count("backend up"); down != 1 || up != 1 {
+		t.Fatalf("logged %d downs and %d ups, want exactly one of each (flips only):\n%s", down, up, logs.String())
 	}
 }
 
 func TestFirstRoundDecidesOutright(t *testing.T) {
 	down := newBackend(t, 503)
 	up := newBackend(t, 200)
-	logs := &logBuffer{}
+	logs := &testkit.Buffer{}
 	var changes atomic.Int32
 	c := New([]Target{down.target("/h"), up.target("/h")},
 		Options{Fall: 5, Logger: quietLogger(logs), OnChange: func() { changes.Add(1) }})
@@ -300,11 +282,11 @@ func TestFirstRoundDecidesOutright(t *testing.T) {
 	if !c.Up(up.target("/h")) {
 		t.Fatal("healthy backend is down")
 	}
-	if changes.Load() != 1 || logs.lines("backend down") != 1 || logs.lines("backend up") != 0 {
-		t.Fatalf("changes=%d, log:\n%s", changes.Load(), logs.buf.String())
+	if changes.Load() != 1 || logs.Count("backend down") != 1 || logs.Count("backend up") != 0 {
+		t.Fatalf("changes=%d, log:\n%s", changes.Load(), logs.String())
 	}
-	if !strings.Contains(logs.buf.String(), "backend="+down.target("/h").Addr) {
-		t.Fatalf("log line does not name the backend:\n%s", logs.buf.String())
+	if !strings.Contains(logs.String(), "backend="+down.target("/h").Addr) {
+		t.Fatalf("log line does not name the backend:\n%s", logs.String())
 	}
 }
 
@@ -318,7 +300,7 @@ func TestStateKeyedByTarget(t *testing.T) {
 	t.Cleanup(srv.Close)
 	addr := srv.Listener.Addr().String()
 	ok, bad := Target{Addr: addr, Path: "/ok"}, Target{Addr: addr, Path: "/bad"}
-	c := New([]Target{ok, bad}, Options{Logger: quietLogger(&logBuffer{})})
+	c := New([]Target{ok, bad}, Options{Logger: quietLogger(&testkit.Buffer{})})
 	c.Round(context.Background())
 	if !c.Up(ok) || c.Up(bad) {
 		t.Fatalf("up(/ok)=%v up(/bad)=%v, want true false", c.Up(ok), c.Up(bad))
@@ -332,7 +314,7 @@ func TestStateKeyedByTarget(t *testing.T) {
 func TestCancelledRoundKeepsState(t *testing.T) {
 	b := newBackend(t, 500)
 	tg := b.target("/h")
-	c := New([]Target{tg}, Options{Logger: quietLogger(&logBuffer{})})
+	c := New([]Target{tg}, Options{Logger: quietLogger(&testkit.Buffer{})})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	c.Round(ctx)
@@ -346,7 +328,7 @@ func TestRunChecksUntilCancelled(t *testing.T) {
 	tg := b.target("/h")
 	var changes atomic.Int32
 	c := New([]Target{tg}, Options{Interval: 20 * time.Millisecond, Fall: 1,
-		Logger: quietLogger(&logBuffer{}), OnChange: func() { changes.Add(1) }})
+		Logger: quietLogger(&testkit.Buffer{}), OnChange: func() { changes.Add(1) }})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { c.Run(ctx); close(done) }()

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"srp/registry"
+	"srp/scripts/testkit"
 )
 
 func TestHostPolicy(t *testing.T) {
@@ -141,6 +142,6 @@ func TestRedirectable(t *testing.T) {
 
 func selfSignedPEM(t *testing.T) []byte {
 	t.Helper()
-	cert, _ := selfSigned(t)
+	cert, _ := testkit.SelfSigned(t, "app.test")
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})
 }

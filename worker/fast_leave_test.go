@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"srp/scripts/testkit"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -32,7 +33,7 @@ func TestFastClientLeavesWhileBackendWorks(t *testing.T) {
 		case <-time.After(25 * time.Second):
 		}
 	})
-	cert, roots := selfSigned(t)
+	cert, roots := testkit.SelfSigned(t, "app.test")
 	tlsLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -56,11 +57,11 @@ func TestFastClientLeavesWhileBackendWorks(t *testing.T) {
 				t.Fatal(err)
 			}
 			io.WriteString(conn, "GET /hold HTTP/1.1\r\nHost: app.test\r\n\r\nGET /next HTTP/1.1\r\n")
-			if !waitFor(10*time.Second, func() bool { return started.Load() == s0+1 }) {
+			if !testkit.WaitFor(10*time.Second, func() bool { return started.Load() == s0+1 }) {
 				t.Fatal("request never reached the backend")
 			}
 			conn.Close()
-			if !waitFor(10*time.Second, func() bool { return cancelled.Load() == c0+1 }) {
+			if !testkit.WaitFor(10*time.Second, func() bool { return cancelled.Load() == c0+1 }) {
 				t.Fatal("backend request not cancelled within 10s of the client leaving")
 			}
 		})

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"srp/scripts/testkit"
 	"strings"
 	"sync"
 	"testing"
@@ -653,13 +654,13 @@ func TestFastDrain(t *testing.T) {
 	}
 	busy.conn.SetDeadline(time.Now().Add(20 * time.Second))
 	io.WriteString(busy.conn, "GET /slow HTTP/1.1\r\nHost: app.test\r\n\r\n")
-	if !waitFor(5*time.Second, func() bool { return len(rec.requests()) == 3 }) {
+	if !testkit.WaitFor(5*time.Second, func() bool { return len(rec.requests()) == 3 }) {
 		t.Fatal("the slow request never reached the backend")
 	}
 
 	stopped := make(chan struct{})
 	go func() { w.stop(); close(stopped) }()
-	if !waitFor(5*time.Second, func() bool {
+	if !testkit.WaitFor(5*time.Second, func() bool {
 		c, err := net.Dial("tcp", w.addr)
 		if err == nil {
 			c.Close()

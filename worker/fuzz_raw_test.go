@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"srp/registry"
+	"srp/scripts/testkit"
 	"srp/worker/guard"
 )
 
@@ -184,7 +185,7 @@ func FuzzRawRequest(f *testing.F) {
 			}
 		}
 		conn.Close()
-		waitFor(5*time.Second, func() bool { return backend.inflight.Load() == 0 })
+		testkit.WaitFor(5*time.Second, func() bool { return backend.inflight.Load() == 0 })
 
 		got := backend.received(gen)
 		if fromBackend > len(got) {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"srp/scripts/testkit"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -40,14 +41,14 @@ func TestClientGoneCancelsBackend(t *testing.T) {
 		t.Fatal(err)
 	}
 	io.WriteString(conn, "GET /hold HTTP/1.1\r\nHost: app.test\r\n\r\n")
-	if !waitFor(10*time.Second, func() bool { return started.Load() == 1 }) {
+	if !testkit.WaitFor(10*time.Second, func() bool { return started.Load() == 1 }) {
 		t.Fatal("request never reached a backend")
 	}
 	conn.Close()
-	if !waitFor(10*time.Second, func() bool { return cancelled.Load() == 1 }) {
+	if !testkit.WaitFor(10*time.Second, func() bool { return cancelled.Load() == 1 }) {
 		t.Fatal("backend request not cancelled after the client left")
 	}
-	if !waitFor(5*time.Second, func() bool { return strings.Contains(w.logs.String(), "status=499") }) {
+	if !testkit.WaitFor(5*time.Second, func() bool { return strings.Contains(w.logs.String(), "status=499") }) {
 		t.Errorf("no 499 logged:\n%s", w.logs.String())
 	}
 	if n := len(a.requests()) + len(b.requests()); n != 1 || started.Load() != 1 {
@@ -420,7 +421,7 @@ func TestDrainReleasesEverything(t *testing.T) {
 		resps, _, _ := exchange(t, w.addr, "GET /slow HTTP/1.1\r\nHost: app.test\r\n\r\n", 1, false)
 		slow <- statuses(resps)
 	}()
-	waitFor(5*time.Second, func() bool {
+	testkit.WaitFor(5*time.Second, func() bool {
 		for _, s := range rec.requests() {
 			if s.uri == "/slow" {
 				return true

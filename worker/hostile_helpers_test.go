@@ -2,7 +2,6 @@ package worker
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"srp/registry"
+	"srp/scripts/testkit"
 )
 
 // seen is one request as a backend parsed it.
@@ -71,40 +71,10 @@ func (rec *recorder) reset() {
 	rec.got = nil
 }
 
-// logBuffer collects a worker's log lines.
-type logBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// waitFor polls cond until it holds or d passes.
-func waitFor(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return true
-}
-
 // running is a worker started by a test.
 type running struct {
 	addr string
-	logs *logBuffer
+	logs *testkit.Buffer
 	stop func() // cancels and waits for Run to return; safe to call twice
 }
 
@@ -120,7 +90,7 @@ func runGuarded(t testing.TB, config string, tweak func(*Options)) *running {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &logBuffer{}
+	logs := &testkit.Buffer{}
 	o := Options{Snapshot: snap, HTTP: ln, Timeout: 5 * time.Second, Grace: 200 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(logs, nil))}
 	if tweak != nil {
@@ -201,7 +171,7 @@ func leakCheck(t testing.TB) func() {
 	return func() {
 		t.Helper()
 		var g, f int
-		ok := waitFor(10*time.Second, func() bool {
+		ok := testkit.WaitFor(10*time.Second, func() bool {
 			g, f = runtime.NumGoroutine(), openFDs(t)
 			return g <= g0 && f <= f0
 		})

@@ -99,8 +99,8 @@ func TestHealthFlipsChangeRotation(t *testing.T) {
 		}
 		return got
 	}
-	// waitFor polls until the rotation is want (nil: steady alone).
-	waitFor := func(both bool) {
+	// waitRotation polls until the rotation is want (nil: steady alone).
+	waitRotation := func(both bool) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
 		for time.Now().Before(deadline) {
@@ -116,12 +116,12 @@ func TestHealthFlipsChangeRotation(t *testing.T) {
 		t.Fatalf("both healthy: %v", got)
 	}
 	healthy.Store(false)
-	waitFor(false)
+	waitRotation(false)
 	if got := seen(20); got["flappy"] != 0 {
 		t.Fatalf("unhealthy backend still got requests: %v", got)
 	}
 	healthy.Store(true)
-	waitFor(true)
+	waitRotation(true)
 	if got := seen(10); got["flappy"] != 5 || got["steady"] != 5 {
 		t.Fatalf("after recovery: %v", got)
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -11,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"srp/scripts/testkit"
 	"strings"
 	"sync"
 	"syscall"
@@ -44,29 +44,11 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// syncBuffer collects a process's output while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // proc is an srp process started by a test.
 type proc struct {
 	t    testing.TB
 	cmd  *exec.Cmd
-	out  *syncBuffer // stdout and stderr together
+	out  *testkit.Buffer // stdout and stderr together
 	done chan struct{}
 	err  error // exit status, valid after done
 }
@@ -82,7 +64,7 @@ func startSRP(t testing.TB, args ...string) *proc {
 // upgrades replace on disk.
 func startBinary(t testing.TB, bin string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, out: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{t: t, out: &testkit.Buffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stdout = p.out
 	p.cmd.Stderr = p.out

@@ -2,22 +2,17 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"srp/scripts/testkit"
 	"strings"
 	"testing"
 	"time"
@@ -27,10 +22,10 @@ import (
 // loopback for one test. Pebble keeps everything in memory: each instance
 // has a new issuing root and knows no account or order.
 type pebble struct {
-	dirURL string         // ACME directory, for -acme-directory
-	apiCA  string         // PEM file of the API listener's certificate, for -acme-ca
-	roots  *x509.CertPool // Pebble's issuing root: what srp's certificates chain to
-	out    *syncBuffer    // Pebble's log
+	dirURL string          // ACME directory, for -acme-directory
+	apiCA  string          // PEM file of the API listener's certificate, for -acme-ca
+	roots  *x509.CertPool  // Pebble's issuing root: what srp's certificates chain to
+	out    *testkit.Buffer // Pebble's log
 }
 
 type pebbleOptions struct {
@@ -67,7 +62,10 @@ func startPebble(t *testing.T, o pebbleOptions) *pebble {
 	t.Helper()
 	caBin, dnsBin := pebbleBins(t)
 	dir := t.TempDir()
-	certFile, keyFile := writeAPICert(t, dir)
+	// A throwaway CA certificate for 127.0.0.1 serves Pebble's API, so
+	// the tests depend on no certificate that expires.
+	apiCert, _ := testkit.SelfSigned(t)
+	certFile, keyFile := testkit.WritePEM(t, apiCert, dir)
 
 	// Every A query is answered with 127.0.0.1 and AAAA gets nothing, so
 	// Pebble dials srp on the IPv4 loopback.
@@ -146,9 +144,9 @@ func (p *pebble) orders() int { return p.count("Added order") }
 
 // startTool runs a helper program until the test ends, and shows its
 // output if the test failed.
-func startTool(t *testing.T, bin string, env []string, args ...string) *syncBuffer {
+func startTool(t *testing.T, bin string, env []string, args ...string) *testkit.Buffer {
 	t.Helper()
-	out := &syncBuffer{}
+	out := &testkit.Buffer{}
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = out, out
@@ -190,43 +188,6 @@ func fetch(c *http.Client, url string) (int, []byte, error) {
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, body, err
-}
-
-// writeAPICert makes a throwaway CA certificate for 127.0.0.1 that Pebble
-// serves its API with, so the tests depend on no certificate that expires.
-func writeAPICert(t *testing.T, dir string) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "pebble api"},
-		NotBefore:             time.Now().Add(-24 * time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "api-cert.pem"), filepath.Join(dir, "api-key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
 }
 
 // httpsClient talks to srp's HTTPS listener on 127.0.0.1 whatever the URL's

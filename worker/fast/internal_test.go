@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"srp/scripts/testkit"
 	"srp/worker/guard"
 	"srp/worker/upstream"
 )
@@ -16,22 +17,8 @@ import (
 // waitIdle gives both buffers back while it waits and takes a fresh read
 // buffer when the client sends; a wait ended by the deadline reports so.
 func TestWaitIdleReleasesBuffers(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
-	raw, err := server.(*net.TCPConn).SyscallConn()
+	client, server := testkit.Pair(t)
+	raw, err := server.SyscallConn()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +83,7 @@ func TestBackendSweep(t *testing.T) {
 	(<-accepted).Close() // the backend closes the second
 	third := <-accepted
 	defer third.Close()
-	if !waitFor(5*time.Second, func() bool { return !conns[1].alive() }) {
+	if !testkit.WaitFor(5*time.Second, func() bool { return !conns[1].alive() }) {
 		t.Fatal("the backend's close never arrived")
 	}
 	b.sweep()
@@ -117,24 +104,10 @@ func TestBackendSweep(t *testing.T) {
 // A request read by the fast path but refused by net/http (shut down for
 // the drain) gets a 503, not silence.
 func TestFastHandoffAfterShutdown(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
+	client, server := testkit.Pair(t)
 	g := &guard.Conn{Conn: server}
 	f := &conn{c: g, guard: g, rw: server, buf: []byte("GET / HTTP/1.0\r\n\r\n")}
-	hand := NewHandoff(ln.Addr())
+	hand := NewHandoff(server.LocalAddr())
 	hand.Close()
 	if f.handoff(hand) {
 		t.Fatal("handoff to a closed listener reported success")
@@ -147,15 +120,4 @@ func TestFastHandoffAfterShutdown(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable || !resp.Close {
 		t.Errorf("got %d (close %v), want 503 with Connection: close", resp.StatusCode, resp.Close)
 	}
-}
-
-func waitFor(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return true
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"log/slog"
 	"net"
+	"srp/scripts/testkit"
 	"testing"
 	"time"
 )
@@ -60,7 +61,7 @@ func TestConnsCountAcceptToClose(t *testing.T) {
 // Over TLS a connection counts from its raw accept, through the handshake,
 // until the TLS connection or the guard above it is closed.
 func TestConnsCountOverTLS(t *testing.T) {
-	cert, roots := selfSigned(t)
+	cert, roots := testkit.SelfSigned(t, "app.test")
 	raw, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -2,17 +2,12 @@ package guard
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
+	"srp/scripts/testkit"
 	"testing"
 	"time"
 )
@@ -21,7 +16,7 @@ import (
 // while others are accepted, and Close ends the handshakes in progress and
 // every later Accept.
 func TestTLSListenerTimeoutAndClose(t *testing.T) {
-	cert, roots := selfSigned(t)
+	cert, roots := testkit.SelfSigned(t, "app.test")
 	raw, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +72,7 @@ func TestTLSListenerTimeoutAndClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer waiting.Close()
-	if !waitFor(5*time.Second, func() bool { return len(l.slots) == 1 }) {
+	if !testkit.WaitFor(5*time.Second, func() bool { return len(l.slots) == 1 }) {
 		t.Fatal("second client's handshake never started")
 	}
 	if err := l.Close(); err != nil {
@@ -90,46 +85,4 @@ func TestTLSListenerTimeoutAndClose(t *testing.T) {
 	if c, err := l.Accept(); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("Accept after Close: %v %v", c, err)
 	}
-}
-
-func selfSigned(t testing.TB) (tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "app.test"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		DNSNames:              []string{"app.test"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
-}
-
-func waitFor(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return true
 }
