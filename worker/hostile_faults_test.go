@@ -8,7 +8,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"srp/scripts/testkit"
+	"srp/worker/upstream"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -278,5 +280,38 @@ func TestAllBackendsDown(t *testing.T) {
 		}
 	case <-time.After(8 * time.Second):
 		t.Fatal("request to a silent backend hung")
+	}
+}
+
+// A failed request's one log line names the request ID on both paths: the
+// client's, or the one srp made for it, even when no backend was reached.
+func TestFailureLogNamesRequestID(t *testing.T) {
+	idField := regexp.MustCompile(`msg="proxy error".* request_id=(\S*)`)
+	for _, fastPath := range []bool{true, false} {
+		w := runGuarded(t, config(refusedAddr(t)), func(o *Options) { o.noFastPath = !fastPath })
+		for _, clientID := range []string{"", "client-id-7"} {
+			raw := get
+			if clientID != "" {
+				raw = "GET /ok HTTP/1.1\r\nHost: app.test\r\nX-Request-Id: " + clientID + "\r\n\r\n"
+			}
+			before := w.logs.String()
+			if resps, _, _ := exchange(t, w.addr, raw, 1, false); len(resps) != 1 || resps[0].StatusCode != 502 {
+				t.Fatalf("fast path %v: %v, want 502", fastPath, statuses(resps))
+			}
+			var m []string
+			testkit.WaitFor(5*time.Second, func() bool {
+				m = idField.FindStringSubmatch(strings.TrimPrefix(w.logs.String(), before))
+				return m != nil
+			})
+			switch {
+			case m == nil:
+				t.Fatalf("fast path %v: no failure logged:\n%s", fastPath, w.logs.String())
+			case clientID != "" && m[1] != clientID:
+				t.Errorf("fast path %v: logged request_id=%s, want the client's %s", fastPath, m[1], clientID)
+			case clientID == "" && (m[1] == `""` || !upstream.SaneRequestID(m[1])):
+				t.Errorf("fast path %v: logged request_id=%s, want a generated ID", fastPath, m[1])
+			}
+		}
+		w.stop()
 	}
 }

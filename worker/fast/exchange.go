@@ -22,6 +22,11 @@ var (
 // pool.RoundTrip, and reports whether the client connection stays open.
 func (f *conn) proxy(r *request) bool {
 	p := r.pool
+	if r.id == nil {
+		// Made before any attempt, so a failure that reaches no backend is
+		// logged with the ID too.
+		r.id = upstream.AppendNewID(r.idBuf[:0])
+	}
 	var tried [upstream.MaxTries]string
 	var err error
 	for n := 0; n < upstream.MaxTries; n++ {
@@ -181,9 +186,6 @@ func (f *conn) appendRequest(b []byte, r *request) []byte {
 		b = append(b, "\r\nX-Forwarded-Proto: https\r\nX-Request-Id: "...)
 	} else {
 		b = append(b, "\r\nX-Forwarded-Proto: http\r\nX-Request-Id: "...)
-	}
-	if r.id == nil {
-		r.id = upstream.AppendNewID(r.idBuf[:0])
 	}
 	b = append(b, r.id...)
 	if r.trailers {
