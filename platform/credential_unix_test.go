@@ -6,8 +6,10 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -107,4 +109,63 @@ func TestPrintIDs(t *testing.T) {
 		g = append(g, strconv.Itoa(x))
 	}
 	os.Stdout.WriteString(strconv.Itoa(os.Getuid()) + "\n" + strconv.Itoa(os.Getgid()) + "\n" + strings.Join(g, " ") + "\n")
+}
+
+// The cache is handed to the worker user once, with only what root itself
+// left there: a hard link a worker planted to a file elsewhere, or a
+// symbolic link, never becomes a chown of that file, and nothing is
+// chowned again once the directory is the workers'.
+func TestCacheHandedOverOnce(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("handing files to another user needs root")
+	}
+	nobody(t)
+	c, err := WorkerCredential("nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	dir, outside := filepath.Join(root, "certs"), filepath.Join(root, "shadow")
+	write := func(path string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	write(outside)
+	write(filepath.Join(dir, "example.com"))
+	if err := os.Link(outside, filepath.Join(dir, "planted")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(dir, "symlink")); err != nil {
+		t.Fatal(err)
+	}
+	owner := func(path string) uint32 {
+		t.Helper()
+		fi, err := os.Lstat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Sys().(*syscall.Stat_t).Uid
+	}
+	if err := giveDir(dir, c); err != nil {
+		t.Fatal(err)
+	}
+	if owner(dir) != c.UID || owner(filepath.Join(dir, "example.com")) != c.UID {
+		t.Error("the cache and root's certificate were not handed over")
+	}
+	if owner(outside) != 0 || owner(filepath.Join(dir, "symlink")) != 0 {
+		t.Error("a linked file outside the cache was handed over")
+	}
+	later := filepath.Join(dir, "later")
+	write(later) // as root, after the hand-over
+	if err := giveDir(dir, c); err != nil {
+		t.Fatal(err)
+	}
+	if owner(later) != 0 {
+		t.Error("the cache was handed over a second time")
+	}
 }

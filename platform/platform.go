@@ -20,7 +20,6 @@ package platform
 
 import (
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -151,21 +150,6 @@ func prepareCache(p Paths, owner *Credential) {
 	if os.MkdirAll(p.CertCache, 0o700) == nil && owner != nil {
 		_ = giveDir(p.CertCache, owner)
 	}
-}
-
-// giveDir hands a flat directory and the files in it to c, so workers
-// running as c can keep using certificates cached by an earlier root run.
-func giveDir(dir string, c *Credential) error {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return err
-	}
-	var errs []error
-	errs = append(errs, os.Lchown(dir, int(c.UID), int(c.GID)))
-	for _, e := range entries {
-		errs = append(errs, os.Lchown(dir+string(os.PathSeparator)+e.Name(), int(c.UID), int(c.GID)))
-	}
-	return errors.Join(errs...)
 }
 
 func logger(log *slog.Logger) *slog.Logger {
