@@ -73,7 +73,15 @@ func Open(f *os.File) (*Region, error) {
 	return &Region{file: f, keys: all[:Slots], vals: all[Slots:]}, nil
 }
 
-// File is the region's descriptor, to hand to another process.
+// Local returns a region in this process's memory only: for a worker run
+// without a supervisor (tests, benchmarks), whose counts nobody else reads.
+func Local() *Region {
+	all := make([]uint64, 2*Slots)
+	return &Region{keys: all[:Slots], vals: all[Slots:]}
+}
+
+// File is the region's descriptor, to hand to another process; nil for a
+// Local region.
 func (r *Region) File() *os.File { return r.file }
 
 // Counter returns the value cell of key, claiming a slot the first time
@@ -115,3 +123,14 @@ func hash(key string) uint64 {
 	}
 	return 1
 }
+
+// The supervisor's own counters, which every worker exposes.
+const (
+	ReloadsOK       = `srp_config_reloads_total{result="ok"}`
+	ReloadsRejected = `srp_config_reloads_total{result="rejected"}` // the config did not validate
+	ReloadsFailed   = `srp_config_reloads_total{result="failed"}`   // the new worker did not become ready
+	LastReload      = `srp_config_last_reload_success_timestamp_seconds`
+	UpgradesOK      = `srp_upgrades_total{result="ok"}`
+	UpgradesFailed  = `srp_upgrades_total{result="failed"}`
+	WorkerRestarts  = `srp_worker_restarts_total`
+)
