@@ -1,5 +1,6 @@
-// Package api serves srp's internal JSON API: GET /services lists the
-// healthy backends of every proxied service, for clients inside one subnet.
+// Package api serves srp's internal endpoints, for clients inside one
+// subnet: GET /services lists the healthy backends of every proxied
+// service as JSON, and GET /metrics gives srp's metrics to Prometheus.
 //
 // Access is decided by the socket's peer address alone; no header can grant it.
 package api
@@ -12,8 +13,11 @@ import (
 	"srp/registry"
 )
 
-// Path is where the API answers.
-const Path = "/services"
+// Where the API answers.
+const (
+	Path        = "/services"
+	MetricsPath = "/metrics"
+)
 
 // Healthy returns the backends of svc that currently pass their checks.
 type Healthy func(svc *registry.Service) []string
@@ -27,20 +31,22 @@ type service struct {
 type Handler struct {
 	snap    *registry.Snapshot
 	healthy Healthy
+	metrics http.Handler
 }
 
 // New returns the API for snap, or nil when the config enables no API.
-func New(snap *registry.Snapshot, healthy Healthy) *Handler {
+// metrics answers GET /metrics.
+func New(snap *registry.Snapshot, healthy Healthy, metrics http.Handler) *Handler {
 	if _, ok := snap.APISubnet(); !ok {
 		return nil
 	}
-	return &Handler{snap: snap, healthy: healthy}
+	return &Handler{snap: snap, healthy: healthy, metrics: metrics}
 }
 
 // Match reports whether r is an API request from an allowed client. A nil
 // Handler matches nothing, so callers need not check whether the API is on.
 func (h *Handler) Match(r *http.Request) bool {
-	if h == nil || r.URL.Path != Path {
+	if h == nil || r.URL.Path != Path && (r.URL.Path != MetricsPath || h.metrics == nil) {
 		return false
 	}
 	subnet, _ := h.snap.APISubnet()
@@ -62,6 +68,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, http.StatusText(http.StatusMethodNotAllowed), http.StatusMethodNotAllowed)
+		return
+	}
+	if r.URL.Path == MetricsPath {
+		h.metrics.ServeHTTP(w, r)
 		return
 	}
 	out := make(map[string]service)

@@ -73,7 +73,7 @@ func downExcept(up ...string) Healthy {
 }
 
 func TestServicesListsHealthyBackendsOfProxiedServices(t *testing.T) {
-	h := New(parse(t, config), downExcept("127.0.0.1:3002"))
+	h := New(parse(t, config), downExcept("127.0.0.1:3002"), nil)
 	r := httptest.NewRequest("GET", "/services", nil)
 	r.RemoteAddr = "10.0.0.9:4000"
 	if !h.Match(r) {
@@ -110,7 +110,7 @@ func TestServicesListsHealthyBackendsOfProxiedServices(t *testing.T) {
 }
 
 func TestMatch(t *testing.T) {
-	h := New(parse(t, config), downExcept())
+	h := New(parse(t, config), downExcept(), nil)
 	for _, tc := range []struct {
 		path, remote string
 		header       map[string]string
@@ -135,7 +135,7 @@ func TestMatch(t *testing.T) {
 }
 
 func TestOffWithoutSubnet(t *testing.T) {
-	h := New(parse(t, `{"Services": {"app.test": {"Backends": ["127.0.0.1:3001"]}}}`), downExcept())
+	h := New(parse(t, `{"Services": {"app.test": {"Backends": ["127.0.0.1:3001"]}}}`), downExcept(), nil)
 	if h != nil {
 		t.Fatal("API on without API.Subnet")
 	}
@@ -147,7 +147,7 @@ func TestOffWithoutSubnet(t *testing.T) {
 }
 
 func TestOnlyGetAndHead(t *testing.T) {
-	h := New(parse(t, config), downExcept())
+	h := New(parse(t, config), downExcept(), nil)
 	for method, want := range map[string]int{"GET": 200, "HEAD": 200, "POST": 405, "DELETE": 405} {
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, httptest.NewRequest(method, "/services", nil))

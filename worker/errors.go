@@ -25,6 +25,9 @@ func (h *errorHandler) serve(w http.ResponseWriter, r *http.Request, err error) 
 	status := statusFor(r, err)
 	h.logFailure("proxy error", status, r.Host, r.Method, r.URL.Path, r.Header.Get("X-Request-Id"), err)
 	if status == upstream.StatusClientClosed {
+		if rec := recordOf(w); rec != nil {
+			rec.Status = status
+		}
 		return
 	}
 	if status == http.StatusBadRequest || status == http.StatusRequestEntityTooLarge {

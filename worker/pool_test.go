@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"srp/registry"
+	"srp/worker/observe"
 	"srp/worker/upstream"
 )
 
@@ -48,7 +49,7 @@ func closedAddrs(t *testing.T, n int) []string {
 func TestDialFailuresTriedThreeTimes(t *testing.T) {
 	var dials atomic.Int32
 	svc := &registry.Service{Host: "app.test", Backends: closedAddrs(t, 4)}
-	p := &transport{pool: upstream.NewPool(svc), rt: countingTransport(&dials)}
+	p := &transport{pool: upstream.NewPool(svc), rt: countingTransport(&dials), obs: observe.Nop{}}
 	for _, method := range []string{"GET", "POST"} {
 		dials.Store(0)
 		req := httptest.NewRequest(method, "http://app.test/", strings.NewReader("body"))
@@ -92,7 +93,7 @@ func TestRetriedBodyArrivesWhole(t *testing.T) {
 	defer live.Close()
 	var dials atomic.Int32
 	svc := &registry.Service{Host: "app.test", Backends: append(closedAddrs(t, 2), live.Listener.Addr().String())}
-	p := &transport{pool: upstream.NewPool(svc), rt: countingTransport(&dials)}
+	p := &transport{pool: upstream.NewPool(svc), rt: countingTransport(&dials), obs: observe.Nop{}}
 	body := strings.Repeat("payload ", 10000)
 	for range 3 { // whichever backend the rotation offers first
 		got.Store("")

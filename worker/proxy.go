@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"srp/worker/observe"
 	"srp/worker/upstream"
 )
 
@@ -21,6 +23,7 @@ import (
 type transport struct {
 	pool *upstream.Pool
 	rt   http.RoundTripper
+	obs  observe.Observer
 }
 
 // RoundTrip sends req to a backend, trying up to upstream.MaxTries distinct ones while
@@ -43,8 +46,15 @@ func (p *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		req.URL.Host = addr
 		var resp *http.Response
 		resp, err = p.rt.RoundTrip(req)
+		if rec, _ := req.Context().Value(recordKey{}).(*observe.Request); rec != nil {
+			rec.Backend, rec.Retries = addr, n
+		}
 		if err == nil {
+			p.obs.Attempt(p.pool.Service, addr, n > 0, resp.StatusCode, "")
 			return resp, nil
+		}
+		if !errors.Is(err, context.Canceled) {
+			p.obs.Attempt(p.pool.Service, addr, n > 0, 0, upstream.Reason(err))
 		}
 		if !retryable(req, b, err) {
 			return nil, &upstream.BackendError{Addr: addr, Err: err}

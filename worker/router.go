@@ -3,11 +3,14 @@ package worker
 import (
 	"net/http"
 	"net/http/httputil"
+	"slices"
 	"strings"
 	"sync/atomic"
 
 	"srp/api"
 	"srp/registry"
+	"srp/worker/metrics"
+	"srp/worker/observe"
 	"srp/worker/upstream"
 )
 
@@ -25,6 +28,8 @@ type router struct {
 	api      *api.Handler                 // nil when the API is off
 	addrs    []string                     // every backend of every route
 	errs     *errorHandler
+	metrics  *metrics.Set
+	obs      observe.Observer // metrics, and the access log if on
 	draining *atomic.Bool
 }
 
@@ -56,6 +61,9 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, http.StatusText(http.StatusNotFound), http.StatusNotFound)
 		return
 	}
+	if rec := recordOf(w); rec != nil {
+		rec.Service = svc.Host
+	}
 	if svc.Redirect != nil {
 		redirect(w, r, svc.Redirect)
 		return
@@ -72,6 +80,14 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Set on the inbound request so the error log names the ID the backend saw.
 	r.Header["X-Request-Id"] = []string{upstream.RequestID(r)}
 	rt.routes[svc].proxy.ServeHTTP(forUpgrade(w, r), r)
+}
+
+// backendUp reports whether addr is in svc's rotation, for the metrics.
+func (rt *router) backendUp(svc, addr string) bool {
+	if s := rt.snap.Lookup(svc); s != nil && rt.routes[s] != nil {
+		return slices.Contains(rt.routes[s].pool.Healthy(), addr)
+	}
+	return false
 }
 
 // healthy lists the backends of svc currently in rotation, for the API.

@@ -15,6 +15,7 @@ import (
 
 	"srp/worker/fast"
 	"srp/worker/guard"
+	"srp/worker/observe"
 )
 
 // servers runs one http.Server per listener and drains them together.
@@ -33,15 +34,17 @@ type servers struct {
 	timeout     time.Duration // for a backend's response head
 	headTimeout time.Duration // for a request head
 	fast        *fast.Server
+	obs         observe.Observer
+	linkRecords bool // the access log wants what the transport knows: see recordKey
 }
 
 func newServers(rt *router, o Options) *servers {
 	base, cancel := context.WithCancel(context.Background())
 	s := &servers{rt: rt, log: o.Logger, base: base, cancel: cancel, failed: make(chan error, 2),
 		idleTimeout: cmp.Or(o.idleTimeout, idleTimeout), timeout: o.Timeout,
-		headTimeout: cmp.Or(o.headTimeout, readHeaderTimeout)}
+		headTimeout: cmp.Or(o.headTimeout, readHeaderTimeout), obs: rt.obs, linkRecords: o.AccessLog != nil}
 	s.fast = fast.New(fast.Config{Router: rt, Backends: rt.addrs, Base: base, Timeout: s.timeout,
-		IdleTimeout: s.idleTimeout, HeadTimeout: s.headTimeout, Log: s.log})
+		IdleTimeout: s.idleTimeout, HeadTimeout: s.headTimeout, Log: s.log, Observer: rt.obs})
 	return s
 }
 
@@ -99,7 +102,7 @@ func (s *servers) track(h http.Handler) http.Handler {
 				panic(v)
 			}
 		}()
-		h.ServeHTTP(w, r)
+		s.observeHTTP(h, w, r)
 	})
 }
 

@@ -42,7 +42,10 @@ import (
 	"srp/api"
 	"srp/health"
 	"srp/registry"
+	"srp/supervisor/counters"
 	"srp/worker/guard"
+	"srp/worker/metrics"
+	"srp/worker/observe"
 	"srp/worker/upstream"
 )
 
@@ -58,6 +61,13 @@ type Options struct {
 	Grace   time.Duration  // how long a draining worker keeps idle keep-alive connections; default min(Timeout, 5s)
 	Health  health.Options // OnChange is set by the worker
 	Logger  *slog.Logger   // default slog.Default()
+
+	// Counters is the region the supervisor shares with every worker, so
+	// metrics stay exact through reloads and upgrades; nil counts in this
+	// process only.
+	Counters  *counters.Region
+	Version   string           // reported as srp_build_info's version
+	AccessLog observe.Observer // told of every request; nil: no access log
 
 	// TicketKeys encrypt TLS session tickets, current key first. The
 	// supervisor owns them so a client resumes its session on whichever
@@ -88,6 +98,7 @@ func Run(ctx context.Context, o Options, ready func()) error {
 
 	rt, checker := build(o)
 	s := newServers(rt, o)
+	s.conns.Observe = rt.metrics.Conn
 	defer s.closeBackends()
 	plain, tlsConf := http.Handler(rt), o.TLS
 	if o.ACME != nil {
@@ -147,13 +158,26 @@ func build(o Options) (*router, *health.Checker) {
 	backends := newTransport(o.Timeout)
 	errs := newErrorHandler(o.Logger)
 	rt := &router{snap: o.Snapshot, routes: map[*registry.Service]*route{}, draining: new(atomic.Bool), errs: errs}
+	region := o.Counters
+	if region == nil {
+		region = counters.Local()
+	}
+	var list []metrics.Service
+	for _, svc := range o.Snapshot.Services() {
+		list = append(list, metrics.Service{Name: svc.Host, Backends: svc.Backends})
+	}
+	rt.metrics = metrics.New(region, list, metrics.Extra{Version: o.Version, BackendUp: rt.backendUp})
+	rt.obs = observe.Observer(rt.metrics)
+	if o.AccessLog != nil {
+		rt.obs = observe.Tee{rt.metrics, o.AccessLog}
+	}
 	var targets []health.Target
 	for _, svc := range o.Snapshot.Services() {
 		if svc.Redirect != nil {
 			continue
 		}
 		p := upstream.NewPool(svc)
-		t := &transport{pool: p, rt: backends}
+		t := &transport{pool: p, rt: backends, obs: rt.obs}
 		rt.routes[svc] = &route{pool: p, transport: t, proxy: newReverseProxy(t, errs)}
 		rt.addrs = append(rt.addrs, svc.Backends...)
 		if svc.HealthPath != "" {
@@ -171,6 +195,6 @@ func build(o Options) (*router, *health.Checker) {
 		}
 	}
 	checker = health.New(targets, hopts)
-	rt.api = api.New(o.Snapshot, rt.healthy)
+	rt.api = api.New(o.Snapshot, rt.healthy, rt.metrics)
 	return rt, checker
 }

@@ -12,6 +12,7 @@ import (
 	"srp/registry"
 	"srp/worker/guard"
 	"srp/worker/h1"
+	"srp/worker/observe"
 	"srp/worker/upstream"
 )
 
@@ -58,23 +59,32 @@ type conn struct {
 	idle    atomic.Bool                 // waiting for a next request with nothing read
 	be      atomic.Pointer[backendConn] // the backend exchange in progress
 	aborted atomic.Bool                 // the drain deadline passed: cut, do not retry
+
+	// What observe is told of the request in progress (see observe.go).
+	rec      observe.Request
+	status   int       // the backend's answer
+	headAt   time.Time // when the first response byte was written
+	wrote    int64     // bytes written for the request
+	bodyFrom int64     // wrote at the response body's start
 }
 
 // request is a parsed request head on the fast path; its slices point into
 // the connection's buffer.
 type request struct {
-	head     []byte
-	method   []byte
-	target   []byte
-	host     []byte
-	length   int           // Content-Length
-	size     int           // head plus body
-	close    bool          // the client asked to close after this response
-	trailers bool          // TE: trailers, passed on as ReverseProxy does
-	id       []byte        // the client's, or generated into idBuf
-	idBuf    [40]byte      // an 8-byte prefix in hex, a dash and a 64-bit counter in hex
-	conn     h1.ConnTokens // header names the client listed in Connection
-	pool     *upstream.Pool
+	head      []byte
+	method    []byte
+	target    []byte
+	host      []byte
+	length    int    // Content-Length
+	size      int    // head plus body
+	close     bool   // the client asked to close after this response
+	trailers  bool   // TE: trailers, passed on as ReverseProxy does
+	id        []byte // the client's, or generated into idBuf
+	referer   []byte // for the access log
+	userAgent []byte
+	idBuf     [40]byte      // an 8-byte prefix in hex, a dash and a 64-bit counter in hex
+	conn      h1.ConnTokens // header names the client listed in Connection
+	pool      *upstream.Pool
 }
 
 // serve serves a connection accepted from a guarded listener.
@@ -121,6 +131,7 @@ func (s *Server) serve(c net.Conn, hand *Handoff) {
 			handedOff = f.handoff(hand)
 			return
 		}
+		f.begin()
 		keep := f.proxy(&r)
 		f.off += r.size
 		if cap(f.out) > maxKeptOut {
@@ -297,6 +308,10 @@ func (f *conn) parse(r *request, head []byte) bool {
 		case h1.EqFold(name, "X-Request-Id"):
 			ids++
 			r.id = value
+		case h1.EqFold(name, "Referer"):
+			r.referer = value
+		case h1.EqFold(name, "User-Agent"):
+			r.userAgent = value
 		case h1.EqFold(name, "Te"):
 			r.trailers = r.trailers || h1.HasToken(value, "trailers")
 		}

@@ -15,6 +15,7 @@ import (
 func (f *conn) copyResponse(bc *backendConn, r *request, resp *h1.Response) (keep, backendKeep bool, err error) {
 	keep = !r.close && !f.s.router.Draining()
 	f.out = f.appendResponseHead(f.out[:0], resp, !keep)
+	f.bodyFrom = f.wrote + int64(len(f.out))
 	body := bc.buf[bc.off:]
 	switch {
 	case resp.NoBody:
@@ -131,6 +132,7 @@ func (f *conn) writeWith(body []byte) error {
 	}
 	f.armWrite()
 	f.vec = append(net.Buffers(f.vecArr[:0]), f.out, body)
-	_, err := f.vec.WriteTo(f.rw)
+	n, err := f.vec.WriteTo(f.rw)
+	f.wrote += n
 	return err
 }

@@ -14,8 +14,8 @@ import (
 )
 
 var (
-	errResponseHead = errors.New("malformed response head")
-	errResponseBody = errors.New("malformed response body")
+	errResponseHead = &upstream.ProtocolError{Msg: "malformed response head"}
+	errResponseBody = &upstream.ProtocolError{Msg: "malformed response body"}
 )
 
 // proxy serves r from its service's backends with the retry rules of
@@ -37,12 +37,20 @@ func (f *conn) proxy(r *request) bool {
 		tried[n] = addr
 		var keep, sent bool
 		keep, sent, err = f.exchange(r, addr)
+		switch {
+		case sent:
+			f.s.obs.Attempt(p.Service, addr, n > 0, f.status, "")
+		case !errors.Is(err, upstream.ErrClientGone):
+			f.s.obs.Attempt(p.Service, addr, n > 0, 0, upstream.Reason(err))
+		}
 		if err == nil {
+			f.finish(r, f.status, addr, n)
 			return keep
 		}
 		err = &upstream.BackendError{Addr: addr, Err: err}
 		if sent {
 			f.logError(r, 0, err) // the response was cut short: the client sees it end
+			f.finish(r, f.status, addr, n)
 			return false
 		}
 		if !f.retryable(r, err) {
@@ -54,12 +62,30 @@ func (f *conn) proxy(r *request) bool {
 	}
 	status := upstream.StatusOf(err)
 	f.logError(r, status, err)
+	var backend string
+	if be := (*upstream.BackendError)(nil); errors.As(err, &be) {
+		backend = be.Addr
+	}
+	tries := 0
+	for _, a := range tried {
+		if a != "" {
+			tries++
+		}
+	}
 	if status == upstream.StatusClientClosed || f.aborted.Load() {
+		f.finish(r, upstream.StatusClientClosed, backend, tries-1)
 		return false
 	}
 	keep := !r.close && !f.s.router.Draining()
-	f.out = h1.AppendError(f.out[:0], status, string(r.method) == "HEAD", !keep)
-	return f.write(f.out) == nil && keep
+	head := string(r.method) == "HEAD"
+	f.out = h1.AppendError(f.out[:0], status, head, !keep)
+	f.bodyFrom = f.wrote + int64(len(f.out))
+	if !head {
+		f.bodyFrom -= int64(len(http.StatusText(status)) + 1)
+	}
+	ok := f.write(f.out) == nil && keep
+	f.finish(r, status, "", tries-1)
+	return ok
 }
 
 func (f *conn) retryable(r *request, err error) bool {
@@ -85,7 +111,8 @@ func (f *conn) logError(r *request, status int, err error) {
 // write sends b to the client within the stall limit.
 func (f *conn) write(b []byte) error {
 	f.armWrite()
-	_, err := f.rw.Write(b)
+	n, err := f.rw.Write(b)
+	f.wrote += int64(n)
 	return err
 }
 
@@ -94,6 +121,9 @@ func (f *conn) write(b []byte) error {
 func (f *conn) armWrite() {
 	now := time.Now()
 	f.lastWrite = now
+	if f.headAt.IsZero() {
+		f.headAt = now
+	}
 	if f.stall > 0 && f.wdl.Sub(now) < f.stall-f.stall/8 {
 		f.wdl = now.Add(f.stall)
 		_ = f.rw.SetWriteDeadline(f.wdl)
@@ -138,6 +168,7 @@ func (f *conn) exchangeOn(bc *backendConn, r *request) (keep, sent bool, err err
 		_ = bc.Close()
 		return false, false, err
 	}
+	f.status = resp.Status
 	keep, backendKeep, err := f.copyResponse(bc, r, &resp)
 	if err != nil || !backendKeep {
 		_ = bc.Close()

@@ -28,6 +28,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"srp/worker/observe"
 	"srp/worker/upstream"
 )
 
@@ -54,6 +55,7 @@ type Config struct {
 	IdleTimeout time.Duration   // for a kept client connection between requests
 	HeadTimeout time.Duration   // for a request head
 	Log         *slog.Logger
+	Observer    observe.Observer // told of every request served and backend attempt
 }
 
 // Server is the fast path of one worker, across its listeners.
@@ -65,6 +67,7 @@ type Server struct {
 	idleTimeout time.Duration
 	headTimeout time.Duration
 	log         *slog.Logger
+	obs         observe.Observer
 	running     sync.WaitGroup // connections being served, for the drain
 
 	mu      sync.Mutex
@@ -76,7 +79,7 @@ type Server struct {
 // New returns the fast path for c.
 func New(c Config) *Server {
 	return &Server{router: c.Router, backends: newBackends(c.Backends), base: c.Base, timeout: c.Timeout,
-		idleTimeout: c.IdleTimeout, headTimeout: c.HeadTimeout, log: c.Log,
+		idleTimeout: c.IdleTimeout, headTimeout: c.HeadTimeout, log: c.Log, obs: c.Observer,
 		conns: map[*conn]struct{}{}}
 }
 

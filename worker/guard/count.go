@@ -8,12 +8,20 @@ import "sync"
 // closed or hijacked for a tunnel: whoever serves it, and however often it
 // changes hands, one Conn holds its count.
 type Conns struct {
+	// Observe, if set before the first connection, is told of every
+	// connection opening (+1) and closing (-1), by listener ("http" or
+	// "https"), for the metrics.
+	Observe func(listener string, delta int)
+
 	mu   sync.Mutex
 	n    int
 	gone []chan struct{} // closed when n reaches 0
 }
 
-func (c *Conns) add(delta int) {
+func (c *Conns) add(listener string, delta int) {
+	if c.Observe != nil {
+		c.Observe(listener, delta)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.n += delta

@@ -44,7 +44,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	g := NewConn(c, l.stall, l.log)
-	g.count(l.conns)
+	g.count(l.conns, "http")
 	return g, nil
 }
 
@@ -54,15 +54,15 @@ func NewConn(c net.Conn, stall time.Duration, log *slog.Logger) *Conn {
 }
 
 // count makes c count in conns until it is closed or hijacked.
-func (c *Conn) count(conns *Conns) {
-	conns.add(1)
-	c.conns = conns
+func (c *Conn) count(conns *Conns, listener string) {
+	conns.add(listener, 1)
+	c.conns, c.listener = conns, listener
 }
 
 // uncount ends c's count, once.
 func (c *Conn) uncount() {
 	if c.conns != nil && !c.uncounted.Swap(true) {
-		c.conns.add(-1)
+		c.conns.add(c.listener, -1)
 	}
 }
 
@@ -99,6 +99,7 @@ type Conn struct {
 
 	conns     *Conns      // the count it is in; nil for a guard above TLS (the one below counts)
 	uncounted atomic.Bool // Close and a hijack may race
+	listener  string      // "http" or "https", for the metrics
 }
 
 // errEarlyData ends a connection whose client sends more than a request

@@ -100,8 +100,8 @@ func (l *tlsListener) acceptLoop() {
 func (l *tlsListener) handshake(raw net.Conn) {
 	defer func() { <-l.slots }()
 	below := NewConn(raw, l.stall, l.log)
-	below.count(l.count)  // closing tls.Conn or the guard above closes this one
-	below.raw.Store(true) // ciphertext: only the write stall is bounded here
+	below.count(l.count, "https") // closing tls.Conn or the guard above closes this one
+	below.raw.Store(true)         // ciphertext: only the write stall is bounded here
 	tc := tls.Server(below, l.conf)
 	// certGetter may move this deadline while a certificate is issued.
 	_ = below.SetDeadline(time.Now().Add(l.timeout))

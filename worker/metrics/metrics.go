@@ -143,16 +143,16 @@ func (s *Set) Request(r *observe.Request) {
 	sv.buckets[b].add(s.region, func() string { return bucketKey(sv.name, b) }, 1)
 	sv.sum.add(s.region, func() string { return durationKey(sv.name, "_sum") }, uint64(d))
 	sv.count.add(s.region, func() string { return durationKey(sv.name, "_count") }, 1)
-	if r.Retries > 0 {
-		sv.retries.add(s.region, func() string { return retriesKey(sv.name) }, uint64(r.Retries))
-	}
 }
 
 // Attempt counts one backend attempt: observe.Observer.
-func (s *Set) Attempt(svcName, addr string, status int, reason string) {
+func (s *Set) Attempt(svcName, addr string, retry bool, status int, reason string) {
 	sv := s.services[svcName]
 	if sv == nil {
 		return
+	}
+	if retry {
+		sv.retries.add(s.region, func() string { return retriesKey(svcName) }, 1)
 	}
 	b := sv.backends[addr]
 	if b == nil {

@@ -66,8 +66,8 @@ func TestCountsAcrossGenerations(t *testing.T) {
 			s = cur
 		}
 		s.Request(&observe.Request{Service: "app.test", Status: 200, Duration: 20 * time.Millisecond, Retries: 1})
-		s.Attempt("app.test", "127.0.0.1:3001", 200, "")
-		s.Attempt("app.test", "127.0.0.1:3002", 0, observe.Refused)
+		s.Attempt("app.test", "127.0.0.1:3002", false, 0, observe.Refused)
+		s.Attempt("app.test", "127.0.0.1:3001", true, 200, "")
 	}
 	cur.Request(&observe.Request{Status: 404})
 	cur.Request(&observe.Request{Service: "app.test", Status: 999, Duration: time.Minute})
@@ -104,10 +104,10 @@ func TestRequestPathDoesNotAllocate(t *testing.T) {
 	s := New(counters.Local(), testServices, Extra{})
 	r := &observe.Request{Service: "app.test", Status: 200, Duration: time.Millisecond}
 	s.Request(r)
-	s.Attempt("app.test", "127.0.0.1:3001", 200, "")
+	s.Attempt("app.test", "127.0.0.1:3001", false, 200, "")
 	if n := testing.AllocsPerRun(1000, func() {
 		s.Request(r)
-		s.Attempt("app.test", "127.0.0.1:3001", 200, "")
+		s.Attempt("app.test", "127.0.0.1:3001", false, 200, "")
 	}); n != 0 {
 		t.Fatalf("%v allocations per request", n)
 	}
@@ -118,8 +118,8 @@ func TestRequestPathDoesNotAllocate(t *testing.T) {
 func TestNoSeriesFromClients(t *testing.T) {
 	s := New(counters.Local(), testServices, Extra{})
 	s.Request(&observe.Request{Service: "evil.test", Host: "evil.test", Status: 200})
-	s.Attempt("app.test", "10.9.9.9:1", 200, "")
-	s.Attempt("evil.test", "127.0.0.1:3001", 200, "")
+	s.Attempt("app.test", "10.9.9.9:1", false, 200, "")
+	s.Attempt("evil.test", "127.0.0.1:3001", false, 200, "")
 	for series := range parse(t, s) {
 		if strings.Contains(series, "evil") || strings.Contains(series, "10.9.9.9") {
 			t.Errorf("a client made series %s", series)
@@ -133,7 +133,7 @@ func BenchmarkRequest(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		s.Request(r)
-		s.Attempt("app.test", "127.0.0.1:3001", 200, "")
+		s.Attempt("app.test", "127.0.0.1:3001", false, 200, "")
 	}
 }
 

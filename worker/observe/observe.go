@@ -40,16 +40,17 @@ const (
 type Observer interface {
 	// Request is called once per answered request.
 	Request(r *Request)
-	// Attempt is called once per backend attempt: status is the backend's
-	// answer, or 0 with reason set when the attempt failed.
-	Attempt(service, backend string, status int, reason string)
+	// Attempt is called once per backend attempt: retry says it was not
+	// the request's first, status is the backend's answer, or 0 with
+	// reason set when the attempt failed.
+	Attempt(service, backend string, retry bool, status int, reason string)
 }
 
 // Nop observes nothing.
 type Nop struct{}
 
-func (Nop) Request(*Request)                    {}
-func (Nop) Attempt(string, string, int, string) {}
+func (Nop) Request(*Request)                          {}
+func (Nop) Attempt(string, string, bool, int, string) {}
 
 // Tee passes everything to each observer in turn.
 type Tee []Observer
@@ -60,8 +61,8 @@ func (t Tee) Request(r *Request) {
 	}
 }
 
-func (t Tee) Attempt(service, backend string, status int, reason string) {
+func (t Tee) Attempt(service, backend string, retry bool, status int, reason string) {
 	for _, o := range t {
-		o.Attempt(service, backend, status, reason)
+		o.Attempt(service, backend, retry, status, reason)
 	}
 }

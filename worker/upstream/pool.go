@@ -15,6 +15,7 @@ import (
 
 	"srp/health"
 	"srp/registry"
+	"srp/worker/observe"
 )
 
 // ErrNoBackend means the service has no healthy backend left to try.
@@ -30,6 +31,7 @@ const StatusClientClosed = 499
 // Both paths pick from it per attempt, which is what lets a failed dial be
 // retried elsewhere.
 type Pool struct {
+	Service string                   // the configured name of the service
 	Targets []health.Target          // every backend, for the health checker
 	healthy atomic.Pointer[[]string] // rebuilt on health flips, read per request
 	next    atomic.Uint64
@@ -38,7 +40,7 @@ type Pool struct {
 // NewPool returns the pool of svc's backends, all taken as healthy until
 // the first health round says otherwise.
 func NewPool(svc *registry.Service) *Pool {
-	p := &Pool{}
+	p := &Pool{Service: svc.Host}
 	for _, b := range svc.Backends {
 		p.Targets = append(p.Targets, health.Target{Addr: b, Path: svc.HealthPath})
 	}
@@ -153,4 +155,23 @@ func StatusOf(err error) int {
 func IsDial(err error) bool {
 	var de *DialError
 	return errors.As(err, &de)
+}
+
+// ProtocolError is an answer from a backend that srp refuses to pass on.
+type ProtocolError struct{ Msg string }
+
+func (e *ProtocolError) Error() string { return e.Msg }
+
+// Reason names why a backend attempt failed, for the metrics.
+func Reason(err error) string {
+	var pe *ProtocolError
+	switch {
+	case IsDial(err):
+		return observe.Refused
+	case IsTimeout(err):
+		return observe.Timeout
+	case errors.As(err, &pe):
+		return observe.Protocol
+	}
+	return observe.Reset
 }
