@@ -45,16 +45,25 @@ func reply(ch chan<- result, r result) {
 // then a queued reload, then a queued upgrade (once the supervisor we took
 // over from is gone: tableflip allows one upgrade per generation).
 func (s *supervisor) startNext() {
-	if s.op != "" || s.stopping {
+	if s.stopping {
 		return
 	}
-	switch {
-	case s.cur == nil && !s.respawnAt.IsZero() && !time.Now().Before(s.respawnAt):
+	if s.respawnDue(time.Now()) {
+		// An upgrade starts no worker here and may take -timeout+5s: a
+		// respawn does not wait for it, or nothing would serve meanwhile.
 		s.respawnAt = time.Time{}
-		s.op = opRespawn
+		if s.op == "" {
+			s.op = opRespawn
+		}
 		if err := s.spawnNext(s.config, opRespawn); err != nil {
 			s.nextFailed(err.Error())
 		}
+		return
+	}
+	if s.op != "" {
+		return
+	}
+	switch {
 	case s.reloadQ.pending:
 		s.op, s.waiters, s.reloadQ = link.OpReload, s.reloadQ.waiters, queue{}
 		s.log.Info("reload started", "config", s.o.ConfigPath)
@@ -73,9 +82,17 @@ func (s *supervisor) startNext() {
 	}
 }
 
+// respawnDue reports whether a respawn may start now: one is scheduled
+// and due, no worker serves or starts, and no reload holds the next slot.
+func (s *supervisor) respawnDue(now time.Time) bool {
+	return s.cur == nil && s.next == nil && !s.respawnAt.IsZero() && !now.Before(s.respawnAt) &&
+		(s.op == "" || s.op == link.OpUpgrade)
+}
+
 // spawnNext starts the worker that op waits for.
 func (s *supervisor) spawnNext(config []byte, why string) error {
 	s.gen++
+	s.nextWhy = why
 	p, err := spawn(s.wc, s.gen, s.files, config, s.keys, s.events, s.done)
 	if err != nil {
 		return err
@@ -89,11 +106,16 @@ func (s *supervisor) spawnNext(config []byte, why string) error {
 // finish answers everyone waiting for the operation in flight and starts
 // whatever is queued.
 func (s *supervisor) finish(r result) {
+	s.answer(r)
+	s.startNext()
+}
+
+// answer tells everyone waiting for the operation in flight how it ended.
+func (s *supervisor) answer(r result) {
 	for _, w := range s.waiters {
 		reply(w, r)
 	}
 	s.op, s.waiters = "", nil
-	s.startNext()
 }
 
 func (s *supervisor) onProc(e procEvent) {
@@ -135,7 +157,7 @@ func (s *supervisor) promote(p *proc) {
 		s.log.Info("worker draining", "gen", old.gen, "worker_pid", old.pid, "limit", s.o.DrainTimeout.String())
 		old.drain(time.Now().Add(s.o.DrainTimeout + killMargin))
 	}
-	switch s.op {
+	switch s.nextWhy {
 	case opStart:
 		if err := s.serving(); err != nil {
 			s.log.Error("start", "err", err)
@@ -147,26 +169,38 @@ func (s *supervisor) promote(p *proc) {
 	case link.OpReload:
 		s.log.Info("reload done", "gen", p.gen, "worker_pid", p.pid)
 		s.finish(result{msg: fmt.Sprintf("reloaded: worker pid %d serving %s", p.pid, s.o.ConfigPath)})
-	default:
-		s.finish(result{})
+	case opRespawn:
+		if s.op == opRespawn {
+			s.finish(result{})
+		}
 	}
 }
 
-// serving completes the start: the pidfile names us, the supervisor we took
-// over from (if any) is told to retire, and the control socket answers.
+// serving completes the start: the supervisor we took over from (if any)
+// is told to retire, then the pidfile names us, and the control socket
+// answers. The pidfile is written only once the old supervisor can no
+// longer kill us for being late, so it never names a process that died.
 func (s *supervisor) serving() error {
-	if s.o.PIDFile != "" {
-		if err := writePIDFile(s.o.PIDFile); err != nil {
-			return err
-		}
-	}
 	if s.handover != nil {
+		// Before Ready: the old supervisor reads the PID once Ready arrives.
 		_ = link.Write(s.handover, link.Ready, []byte(fmt.Sprint(os.Getpid())))
 		s.handover.Close()
 		s.handover = nil
 	}
 	if err := s.upg.Ready(); err != nil {
-		return fmt.Errorf("signal ready: %w", err)
+		// Only a dead parent makes this fail. Nobody else serves now, so
+		// giving up would leave the port to no one.
+		s.log.Warn("previous supervisor gone before the handover, serving on", "err", err)
+	}
+	if s.o.PIDFile != "" {
+		if err := writePIDFile(s.o.PIDFile); err != nil {
+			if !s.upg.HasParent() {
+				return err
+			}
+			// The old supervisor has retired: stopping now would leave the
+			// port to no one, a stale pidfile is the lesser harm.
+			s.log.Error("pidfile", "err", err)
+		}
 	}
 	if s.ctl != nil {
 		go serveControl(s.ctl, s.requests, s.done)
@@ -177,7 +211,7 @@ func (s *supervisor) serving() error {
 
 // nextFailed handles a worker that will never become ready.
 func (s *supervisor) nextFailed(reason string) {
-	switch s.op {
+	switch s.nextWhy {
 	case opStart:
 		err := fmt.Errorf("first worker failed: %s", reason)
 		s.log.Error("start failed", "err", err)
@@ -186,7 +220,9 @@ func (s *supervisor) nextFailed(reason string) {
 		s.shutdown(err)
 	case opRespawn:
 		s.log.Error("respawned worker failed", "reason", reason)
-		s.op = ""
+		if s.op == opRespawn {
+			s.op = ""
+		}
 		s.crashed()
 		s.startNext()
 	default:
@@ -235,15 +271,21 @@ func (s *supervisor) shutdown(cause error) {
 	if cause != nil {
 		stop = fmt.Errorf("srp is shutting down: %w", cause)
 	}
+	reloadStop := stop
 	if s.successor != 0 {
 		stop = fmt.Errorf("srp handed over to pid %d; send the request there", s.successor)
-	}
-	for _, q := range []*queue{&s.reloadQ, &s.upgradeQ} {
-		for _, w := range q.waiters {
-			reply(w, result{err: stop})
+		reloadStop = stop
+		if s.reloadQ.pending {
+			reloadStop = s.passReloadOn()
 		}
-		*q = queue{}
 	}
+	for _, w := range s.reloadQ.waiters {
+		reply(w, result{err: reloadStop})
+	}
+	for _, w := range s.upgradeQ.waiters {
+		reply(w, result{err: stop})
+	}
+	s.reloadQ, s.upgradeQ = queue{}, queue{}
 	if s.op != link.OpUpgrade {
 		for _, w := range s.waiters {
 			reply(w, result{err: stop})

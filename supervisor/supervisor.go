@@ -81,6 +81,7 @@ type supervisor struct {
 	cur      *proc          // serving worker; nil after a crash until the respawn is ready
 	next     *proc          // worker being started by op
 	nextConf []byte         // the config next was started with
+	nextWhy  string         // what next is for: opStart, opRespawn or link.OpReload
 	readyBy  time.Time      // when next is given up on
 	procs    map[*proc]bool // every worker not yet reaped
 
@@ -263,7 +264,7 @@ func (s *supervisor) nextDeadline() time.Time {
 	if s.next != nil && s.readyBy.Before(d) {
 		d = s.readyBy
 	}
-	if s.op == "" && !s.respawnAt.IsZero() && s.respawnAt.Before(d) {
+	if s.next == nil && (s.op == "" || s.op == link.OpUpgrade) && !s.respawnAt.IsZero() && s.respawnAt.Before(d) {
 		d = s.respawnAt
 	}
 	for p := range s.procs {

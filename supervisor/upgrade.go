@@ -2,10 +2,13 @@ package supervisor
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"srp/supervisor/link"
@@ -60,10 +63,12 @@ func (s *supervisor) onUpgraded(err error) {
 	if err == nil {
 		s.successor = pid
 		s.log.Info("upgrade done, handing over", "new_pid", pid)
-		s.finish(result{msg: fmt.Sprintf("upgraded: srp pid %d serving", pid)})
+		// Nothing queued may start here: this supervisor is retiring.
+		s.answer(result{msg: fmt.Sprintf("upgraded: srp pid %d serving", pid)})
 		s.shutdown(nil)
 		return
 	}
+	s.reclaimPIDFile()
 	reason := "new binary: " + err.Error()
 	if strings.HasSuffix(reason, "timed out") {
 		reason += fmt.Sprintf(" (not ready within %s)", s.o.ReadyTimeout+killMargin)
@@ -125,4 +130,35 @@ func (s *supervisor) tellOld(err error) {
 		return
 	}
 	_ = link.Write(s.handover, link.Error, []byte(err.Error()))
+}
+
+// passReloadOn sends a reload that was queued behind a successful upgrade
+// to the new srp, and returns what its waiters are told.
+func (s *supervisor) passReloadOn() error {
+	if err := syscall.Kill(s.successor, syscall.SIGHUP); err != nil {
+		s.log.Error("queued reload not passed on", "new_pid", s.successor, "err", err)
+		return fmt.Errorf("srp handed over to pid %d before this reload ran; send it there", s.successor)
+	}
+	s.log.Info("queued reload passed on", "new_pid", s.successor)
+	return fmt.Errorf("srp handed over to pid %d before this reload ran; pid %d runs it now: run srp reload again to wait for its result", s.successor, s.successor)
+}
+
+// reclaimPIDFile makes the pidfile name us again after a failed upgrade:
+// a new binary killed for being late may have written its PID just before.
+func (s *supervisor) reclaimPIDFile() {
+	if s.o.PIDFile == "" {
+		return
+	}
+	pid, err := ReadPIDFile(s.o.PIDFile)
+	if err == nil && pid == os.Getpid() {
+		return
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.log.Warn("pidfile", "err", err)
+	}
+	if err := writePIDFile(s.o.PIDFile); err != nil {
+		s.log.Error("pidfile", "err", err)
+		return
+	}
+	s.log.Warn("pidfile named another process after a failed upgrade, rewritten", "was", pid)
 }
