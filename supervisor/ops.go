@@ -203,7 +203,7 @@ func (s *supervisor) serving() error {
 		}
 	}
 	if s.ctl != nil {
-		go serveControl(s.ctl, s.requests, s.done)
+		go serveControl(s.ctl, s.requests, s.done, s.log)
 	}
 	s.log.Info("srp serving", "gen", s.cur.gen, "worker_pid", s.cur.pid, "pidfile", s.o.PIDFile)
 	return nil
