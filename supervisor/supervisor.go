@@ -15,6 +15,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -218,7 +219,7 @@ func (s *supervisor) setup() error {
 
 // readConfig reads and validates the config file.
 func (s *supervisor) readConfig() ([]byte, error) {
-	data, err := os.ReadFile(s.o.ConfigPath)
+	data, err := readLimited(s.o.ConfigPath, link.MaxConfig)
 	if err != nil {
 		return nil, fmt.Errorf("read config %s: %w", s.o.ConfigPath, err)
 	}
@@ -307,4 +308,22 @@ func (s *supervisor) onTimer(now time.Time) {
 	if !s.respawnAt.IsZero() && !now.Before(s.respawnAt) {
 		s.startNext()
 	}
+}
+
+// readLimited reads the file at path, refusing one longer than limit: a
+// worker could not be sent it.
+func readLimited(path string, limit int) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, int64(limit)+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > limit {
+		return nil, fmt.Errorf("file is larger than the %d MiB a worker accepts", limit>>20)
+	}
+	return data, nil
 }

@@ -92,7 +92,9 @@ func parseHandover(b []byte) (pid int, text string) {
 		case link.Ready:
 			pid, _ = strconv.Atoi(string(m.Payload))
 		case link.Error:
-			text = appendLine(text, string(m.Payload))
+			if len(text) < maxFailText {
+				text = appendLine(text, string(m.Payload))
+			}
 		}
 	}
 }
@@ -129,7 +131,7 @@ func (s *supervisor) tellOld(err error) {
 	if s.handover == nil || err == nil {
 		return
 	}
-	_ = link.Write(s.handover, link.Error, []byte(err.Error()))
+	_ = link.Write(s.handover, link.Error, link.ErrorText(err))
 }
 
 // passReloadOn sends a reload that was queued behind a successful upgrade
