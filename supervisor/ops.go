@@ -3,7 +3,6 @@ package supervisor
 import (
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"srp/supervisor/link"
@@ -48,7 +47,7 @@ func (s *supervisor) startNext() {
 	if s.stopping {
 		return
 	}
-	if s.respawnDue(time.Now()) {
+	if s.respawnDue(s.w.now()) {
 		// An upgrade starts no worker here and may take -timeout+5s: a
 		// respawn does not wait for it, or nothing would serve meanwhile.
 		s.respawnAt = time.Time{}
@@ -93,12 +92,12 @@ func (s *supervisor) respawnDue(now time.Time) bool {
 func (s *supervisor) spawnNext(config []byte, why string) error {
 	s.gen++
 	s.nextWhy = why
-	p, err := spawn(s.wc, s.gen, s.files, config, s.keys, s.events, s.done)
+	p, err := s.w.spawn(s.gen, config, s.keys)
 	if err != nil {
 		return err
 	}
 	s.procs[p] = true
-	s.next, s.nextConf, s.readyBy = p, config, time.Now().Add(s.o.ReadyTimeout)
+	s.next, s.nextConf, s.readyBy = p, config, s.w.now().Add(s.o.ReadyTimeout)
 	s.log.Info("worker started", "gen", p.gen, "worker_pid", p.pid, "why", why)
 	return nil
 }
@@ -152,10 +151,10 @@ func (s *supervisor) promote(p *proc) {
 	s.cur, s.next, s.config = p, nil, s.nextConf
 	s.respawnAt = time.Time{}
 	p.ready = true
-	s.log.Info("worker ready", "gen", p.gen, "worker_pid", p.pid, "took", time.Since(p.started).Round(time.Millisecond).String())
+	s.log.Info("worker ready", "gen", p.gen, "worker_pid", p.pid, "took", s.w.now().Sub(p.started).Round(time.Millisecond).String())
 	if old != nil {
 		s.log.Info("worker draining", "gen", old.gen, "worker_pid", old.pid, "limit", s.o.DrainTimeout.String())
-		old.drain(time.Now().Add(s.o.DrainTimeout + killMargin))
+		old.drain(s.w.now().Add(s.o.DrainTimeout + killMargin))
 	}
 	switch s.nextWhy {
 	case opStart:
@@ -181,20 +180,14 @@ func (s *supervisor) promote(p *proc) {
 // answers. The pidfile is written only once the old supervisor can no
 // longer kill us for being late, so it never names a process that died.
 func (s *supervisor) serving() error {
-	if s.handover != nil {
-		// Before Ready: the old supervisor reads the PID once Ready arrives.
-		_ = link.Write(s.handover, link.Ready, []byte(fmt.Sprint(os.Getpid())))
-		s.handover.Close()
-		s.handover = nil
-	}
-	if err := s.upg.Ready(); err != nil {
+	if err := s.w.ready(); err != nil {
 		// Only a dead parent makes this fail. Nobody else serves now, so
 		// giving up would leave the port to no one.
 		s.log.Warn("previous supervisor gone before the handover, serving on", "err", err)
 	}
 	if s.o.PIDFile != "" {
-		if err := writePIDFile(s.o.PIDFile); err != nil {
-			if !s.upg.HasParent() {
+		if err := writePIDFile(s.o.PIDFile, s.w.pid); err != nil {
+			if !s.w.hasParent {
 				return err
 			}
 			// The old supervisor has retired: stopping now would leave the
@@ -202,9 +195,7 @@ func (s *supervisor) serving() error {
 			s.log.Error("pidfile", "err", err)
 		}
 	}
-	if s.ctl != nil {
-		go serveControl(s.ctl, s.requests, s.done, s.log)
-	}
+	s.w.serveControl()
 	s.log.Info("srp serving", "gen", s.cur.gen, "worker_pid", s.cur.pid, "pidfile", s.o.PIDFile)
 	return nil
 }
@@ -235,7 +226,7 @@ func (s *supervisor) nextFailed(reason string) {
 // gives up when deaths come too fast for a restart to help: then the
 // service manager sees srp exit non-zero and can act.
 func (s *supervisor) crashed() {
-	now := time.Now()
+	now := s.w.now()
 	recent := s.crashes[:0]
 	for _, t := range s.crashes {
 		if now.Sub(t) < s.o.CrashWindow {
@@ -292,9 +283,9 @@ func (s *supervisor) shutdown(cause error) {
 		}
 		s.op, s.waiters = "", nil
 	}
-	s.upg.Stop() // interrupts an upgrade in flight
+	s.w.stop() // interrupts an upgrade in flight
 	s.next, s.respawnAt = nil, time.Time{}
-	deadline := time.Now().Add(s.o.DrainTimeout + killMargin)
+	deadline := s.w.now().Add(s.o.DrainTimeout + killMargin)
 	for p := range s.procs {
 		if !p.drained {
 			s.log.Info("worker draining", "gen", p.gen, "worker_pid", p.pid, "limit", s.o.DrainTimeout.String())

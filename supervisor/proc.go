@@ -29,6 +29,7 @@ type proc struct {
 	drained bool      // DRAIN sent or process killed: its exit is expected
 	killAt  time.Time // when a draining or failed worker is killed; zero if not armed
 
+	kill func()            // the process, at once
 	out  chan link.Message // to the writer goroutine, so that no write blocks the loop
 	gone chan struct{}     // closed once the process is reaped
 
@@ -105,7 +106,7 @@ func spawn(wc workerCommand, gen int, lns []*os.File, config []byte, keys [][32]
 // newProc is a started worker process and the supervisor's end of its link.
 func newProc(gen int, cmd *exec.Cmd, conn *net.UnixConn) *proc {
 	return &proc{gen: gen, pid: cmd.Process.Pid, cmd: cmd, conn: conn, started: time.Now(),
-		out: make(chan link.Message, 4), gone: make(chan struct{})}
+		kill: func() { _ = cmd.Process.Kill() }, out: make(chan link.Message, 4), gone: make(chan struct{})}
 }
 
 // send queues a message for the worker. A worker that does not take its
@@ -115,7 +116,7 @@ func (p *proc) send(typ link.Type, payload []byte) {
 	case p.out <- link.Message{Type: typ, Payload: payload}:
 	default:
 		p.note(fmt.Sprintf("%s message not sent: worker is not reading its control socket", typ))
-		_ = p.cmd.Process.Kill()
+		p.kill()
 	}
 }
 
@@ -158,7 +159,7 @@ func (p *proc) watch(events chan<- procEvent, done <-chan struct{}) {
 					case <-p.gone: // it exited first; its exit says why
 					default:
 						p.note(err.Error())
-						_ = p.cmd.Process.Kill()
+						p.kill()
 					}
 					return
 				}
@@ -192,7 +193,7 @@ func (p *proc) watch(events chan<- procEvent, done <-chan struct{}) {
 			default:
 				p.note(fmt.Sprintf("unexpected %s message from worker", m.Type))
 			}
-			_ = p.cmd.Process.Kill()
+			p.kill()
 			return
 		}
 	}()
@@ -219,9 +220,9 @@ func (p *proc) drain(deadline time.Time) {
 	p.send(link.Drain, nil)
 }
 
-func (p *proc) kill() {
+func (p *proc) stop() {
 	p.drained = true
-	_ = p.cmd.Process.Kill()
+	p.kill()
 }
 
 // describeExit turns a wait status into words for logs and CLI answers:

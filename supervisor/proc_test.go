@@ -87,4 +87,3 @@ func TestSpawnDoesNotBlock(t *testing.T) {
 		t.Fatal("spawn blocked writing to a worker that does not read")
 	}
 }
-

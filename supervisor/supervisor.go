@@ -72,6 +72,7 @@ type supervisor struct {
 	o      Options
 	log    *slog.Logger
 	upg    *tableflip.Upgrader
+	w      world // what the lifecycle does outside this struct
 	wc     workerCommand
 	files  []*os.File   // listener duplicates handed to every worker
 	ctl    net.Listener // control socket; nil without a pidfile
@@ -90,7 +91,7 @@ type supervisor struct {
 	waiters   []chan<- result // of op
 	reloadQ   queue
 	upgradeQ  queue
-	handover  *net.UnixConn // to the new binary while an upgrade runs; from the old one at start
+	handover  *net.UnixConn // from the supervisor we took over from, until we serve
 	crashes   []time.Time
 	respawnAt time.Time // zero: no respawn scheduled
 	parentUp  bool      // the supervisor we took over from has not exited yet
@@ -100,7 +101,7 @@ type supervisor struct {
 
 	events     chan procEvent
 	requests   chan request
-	upgraded   chan error
+	upgraded   chan upgradeResult
 	parentGone chan error
 	done       chan struct{}
 }
@@ -111,6 +112,22 @@ func Run(o Options) error {
 	if len(o.Addrs) == 0 || o.ConfigPath == "" {
 		return errors.New("supervisor: listen addresses and config path are required")
 	}
+	s := newSupervisor(o)
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR2, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	if err := s.setup(); err != nil {
+		s.tellOld(err)
+		return err
+	}
+	defer s.upg.Stop()
+	s.loop(sigs)
+	close(s.done)
+	return s.finalize()
+}
+
+// newSupervisor applies o's defaults; the caller sets s.w.
+func newSupervisor(o Options) *supervisor {
 	if o.ReadyTimeout <= 0 {
 		o.ReadyTimeout = 30 * time.Second
 	}
@@ -126,23 +143,17 @@ func Run(o Options) error {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	s := &supervisor{
+	return &supervisor{
 		o: o, log: o.Logger, procs: map[*proc]bool{},
-		events: make(chan procEvent), requests: make(chan request), upgraded: make(chan error, 1),
+		events: make(chan procEvent), requests: make(chan request), upgraded: make(chan upgradeResult, 1),
 		parentGone: make(chan error, 1), done: make(chan struct{}),
 	}
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR2, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sigs)
-	if err := s.setup(); err != nil {
-		s.tellOld(err)
-		return err
-	}
-	defer s.upg.Stop()
-	s.loop(sigs)
-	close(s.done)
+}
+
+// finalize removes the pidfile if it names us and reports how srp ended.
+func (s *supervisor) finalize() error {
 	if s.o.PIDFile != "" && s.successor == 0 {
-		if removed, err := removePIDFile(s.o.PIDFile); err != nil {
+		if removed, err := removePIDFile(s.o.PIDFile, s.w.pid); err != nil {
 			s.log.Warn("pidfile", "err", err)
 		} else if removed {
 			s.log.Info("pidfile removed", "path", s.o.PIDFile)
@@ -166,6 +177,7 @@ func (s *supervisor) setup() error {
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
+	s.w = s.realWorld()
 	if s.upg.HasParent() {
 		if err := s.takeHandover(); err != nil {
 			return err
@@ -213,8 +225,13 @@ func (s *supervisor) setup() error {
 		}
 	}
 	s.log.Info("supervisor starting", "addrs", fmt.Sprint(s.o.Addrs), "config", s.o.ConfigPath, "takeover", s.upg.HasParent())
+	return s.begin(data)
+}
+
+// begin starts the first worker with config.
+func (s *supervisor) begin(config []byte) error {
 	s.op = opStart
-	return s.spawnNext(data, opStart)
+	return s.spawnNext(config, opStart)
 }
 
 // readConfig reads and validates the config file.
@@ -237,7 +254,7 @@ func (s *supervisor) loop(sigs <-chan os.Signal) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for !s.stopping || len(s.procs) > 0 || s.op != "" {
-		timer.Reset(time.Until(s.nextDeadline()))
+		timer.Reset(s.nextDeadline().Sub(s.w.now()))
 		select {
 		case sig := <-sigs:
 			s.onSignal(sig)
@@ -245,23 +262,19 @@ func (s *supervisor) loop(sigs <-chan os.Signal) {
 			s.onRequest(req)
 		case e := <-s.events:
 			s.onProc(e)
-		case err := <-s.upgraded:
-			s.onUpgraded(err)
+		case r := <-s.upgraded:
+			s.onUpgraded(r)
 		case err := <-s.parentGone:
-			s.parentUp = false
-			if err != nil {
-				s.log.Warn("previous supervisor exited uncleanly", "err", err)
-			}
-			s.startNext()
+			s.onParentGone(err)
 		case <-timer.C:
-			s.onTimer(time.Now())
+			s.onTimer(s.w.now())
 		}
 	}
 }
 
 // nextDeadline is the earliest moment the loop must act without an event.
 func (s *supervisor) nextDeadline() time.Time {
-	d := time.Now().Add(time.Hour)
+	d := s.w.now().Add(time.Hour)
 	if s.next != nil && s.readyBy.Before(d) {
 		d = s.readyBy
 	}
@@ -292,6 +305,16 @@ func (s *supervisor) onSignal(sig os.Signal) {
 	}
 }
 
+// onParentGone notes that the supervisor we took over from has exited: an
+// upgrade may run now.
+func (s *supervisor) onParentGone(err error) {
+	s.parentUp = false
+	if err != nil {
+		s.log.Warn("previous supervisor exited uncleanly", "err", err)
+	}
+	s.startNext()
+}
+
 func (s *supervisor) onTimer(now time.Time) {
 	if p := s.next; p != nil && !now.Before(s.readyBy) {
 		s.next = nil
@@ -302,7 +325,7 @@ func (s *supervisor) onTimer(now time.Time) {
 		if !p.killAt.IsZero() && !now.Before(p.killAt) {
 			s.log.Warn("worker did not exit in time, killing it", "gen", p.gen, "worker_pid", p.pid)
 			p.killAt = time.Time{}
-			p.kill()
+			p.stop()
 		}
 	}
 	if !s.respawnAt.IsZero() && !now.Before(s.respawnAt) {
