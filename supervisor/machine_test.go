@@ -32,7 +32,8 @@ type fakeWorld struct {
 	now      time.Time
 	workers  []*proc // every worker spawned, generation order
 	killed   map[int]bool
-	calls    []string // "ready", "upgrade", "stop", "signal PID SIG"
+	keysOf   map[int][][32]byte // the keys each generation started with
+	calls    []string           // "ready", "upgrade", "stop", "signal PID SIG"
 	readyErr error
 	atReady  string // what the pidfile said when ready was called
 }
@@ -61,9 +62,9 @@ func newMachine(t *testing.T, takeover bool) (*supervisor, *fakeWorld) {
 		},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
-	f := &fakeWorld{t: t, s: s, now: time.Unix(1e9, 0), killed: map[int]bool{}}
+	f := &fakeWorld{t: t, s: s, now: time.Unix(1e9, 0), killed: map[int]bool{}, keysOf: map[int][][32]byte{}}
 	s.wc.args = []string{"srp", "worker"}
-	s.keys = make([][32]byte, 1)
+	s.keys, s.keysAt = [][32]byte{{1}}, f.now
 	s.parentUp = takeover
 	s.w = world{
 		now:       func() time.Time { return f.now },
@@ -74,6 +75,7 @@ func newMachine(t *testing.T, takeover bool) (*supervisor, *fakeWorld) {
 			p := &proc{gen: gen, pid: pid, started: f.now, out: make(chan link.Message, 16), gone: make(chan struct{})}
 			p.kill = func() { f.killed[pid] = true }
 			f.workers = append(f.workers, p)
+			f.keysOf[gen] = keys
 			return p, nil
 		},
 		upgrade: func([][32]byte) error { f.calls = append(f.calls, "upgrade"); return nil },
@@ -199,6 +201,7 @@ func TestMachine(t *testing.T) {
 		retired  []int    // generations told to drain or killed
 		calls    []string // calls to the world, in order, if given
 		after    string   // pidfile once a stopping srp has ended
+		keys     int      // session-ticket keys at the end, the first one fresh if more than 1
 	}{
 		{name: "start", events: []string{"ready 1"}, serving: 1, spawned: 1, pidfile: "1000"},
 		{name: "start fails", events: []string{"exit 1"}, spawned: 1, pidfile: "none", stopping: true, after: "none"},
@@ -221,6 +224,14 @@ func TestMachine(t *testing.T) {
 		{name: "crash loop gives up", events: []string{"ready 1", "exit 1", "wait 100ms", "ready 2", "exit 2", "wait 200ms",
 			"ready 3", "exit 3", "wait 400ms", "ready 4", "exit 4", "wait 800ms", "ready 5", "exit 5"},
 			spawned: 5, pidfile: "1000", stopping: true, after: "none"},
+		{name: "reload rotates keys", events: []string{"ready 1", "reload", "ready 2", "reload", "ready 3"}, serving: 3, spawned: 3,
+			pidfile: "1000", retired: []int{1, 2}, keys: 3, answers: map[string]string{"reload#1": "reloaded", "reload#3": "reloaded"}},
+		{name: "keys kept are few", events: []string{"ready 1", "hup", "ready 2", "hup", "ready 3", "hup", "ready 4", "hup", "ready 5", "hup", "ready 6"},
+			serving: 6, spawned: 6, pidfile: "1000", retired: []int{1, 2, 3, 4, 5}, keys: keepKeys},
+		{name: "keys rotate daily", events: []string{"ready 1", "wait 23h", "wait 1h", "ready 2"}, serving: 2, spawned: 2,
+			pidfile: "1000", retired: []int{1}, keys: 2},
+		{name: "daily rotation fails", events: []string{"ready 1", "wait 24h", "exit 2", "reload", "ready 3"}, serving: 3, spawned: 3,
+			pidfile: "1000", retired: []int{1}, keys: 3, answers: map[string]string{"reload#3": "reloaded"}},
 		{name: "upgrade", events: []string{"ready 1", "upgrade", "upgraded"}, serving: 1, spawned: 1, pidfile: "2000",
 			answers: map[string]string{"upgrade#1": "upgraded: srp pid 2000 serving"}, stopping: true, retired: []int{1},
 			calls: []string{"ready", "upgrade", "stop"}, after: "2000"},
@@ -301,6 +312,17 @@ func TestMachine(t *testing.T) {
 			}
 			if fmt.Sprint(retired) != fmt.Sprint(tc.retired) && !(len(retired) == 0 && len(tc.retired) == 0) {
 				t.Errorf("retired generations %v, want %v", retired, tc.retired)
+			}
+			if tc.keys != 0 {
+				if len(s.keys) != tc.keys || s.keys[len(s.keys)-1] != ([32]byte{1}) && tc.keys < keepKeys {
+					t.Errorf("%d session-ticket keys (oldest %x), want %d ending with the first", len(s.keys), s.keys[len(s.keys)-1][:2], tc.keys)
+				}
+				if s.keys[0] == ([32]byte{1}) {
+					t.Error("session-ticket keys never rotated")
+				}
+				if got := f.keysOf[tc.serving]; fmt.Sprint(got) != fmt.Sprint(s.keys) {
+					t.Errorf("serving worker %d started with %d keys, not the %d current", tc.serving, len(got), len(s.keys))
+				}
 			}
 			// The pidfile may name us only once the old supervisor can no
 			// longer kill us for being late.

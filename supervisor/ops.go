@@ -72,12 +72,19 @@ func (s *supervisor) startNext() {
 			s.finish(result{err: err})
 			return
 		}
+		if err := s.rotateKeys(); err != nil {
+			s.log.Error("reload failed, old worker still serving", "reason", err.Error())
+			s.finish(result{err: err})
+			return
+		}
 		if err := s.spawnNext(data, link.OpReload); err != nil {
 			s.nextFailed(err.Error())
 		}
 	case s.upgradeQ.pending && !s.parentUp:
 		s.op, s.waiters, s.upgradeQ = link.OpUpgrade, s.upgradeQ.waiters, queue{}
 		s.startUpgrade()
+	case s.rotateDue(s.w.now()):
+		s.startRotation()
 	}
 }
 
@@ -172,6 +179,9 @@ func (s *supervisor) promote(p *proc) {
 		if s.op == opRespawn {
 			s.finish(result{})
 		}
+	case opRotate:
+		s.log.Info("session-ticket keys rotated", "gen", p.gen, "worker_pid", p.pid)
+		s.finish(result{})
 	}
 }
 
@@ -216,6 +226,9 @@ func (s *supervisor) nextFailed(reason string) {
 		}
 		s.crashed()
 		s.startNext()
+	case opRotate:
+		s.log.Error("key rotation failed, old worker still serving", "reason", reason)
+		s.finish(result{})
 	default:
 		s.log.Error("reload failed, old worker still serving", "reason", reason)
 		s.finish(result{err: fmt.Errorf("reload failed, old config still serving: %s", reason)})

@@ -12,7 +12,6 @@ package supervisor
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -40,6 +39,7 @@ type Options struct {
 
 	ReadyTimeout time.Duration // how long a new worker or binary may take to be ready; default 30s
 	DrainTimeout time.Duration // how long a retiring worker may drain before it is killed; default 30s
+	KeyRotation  time.Duration // how long one session-ticket key encrypts at most; default 24h
 	MaxCrashes   int           // worker deaths within CrashWindow that make srp give up; default 5
 	CrashWindow  time.Duration // default 1m
 	Logger       *slog.Logger  // default slog.Default()
@@ -76,8 +76,9 @@ type supervisor struct {
 	wc     workerCommand
 	files  []*os.File   // listener duplicates handed to every worker
 	ctl    net.Listener // control socket; nil without a pidfile
-	keys   [][32]byte
-	config []byte // last config a worker became ready with
+	keys   [][32]byte   // session-ticket keys, newest first
+	keysAt time.Time    // when keys[0] was made
+	config []byte       // last config a worker became ready with
 	gen    int
 
 	cur      *proc          // serving worker; nil after a crash until the respawn is ready
@@ -137,6 +138,9 @@ func newSupervisor(o Options) *supervisor {
 	if o.MaxCrashes <= 0 {
 		o.MaxCrashes = 5
 	}
+	if o.KeyRotation <= 0 {
+		o.KeyRotation = defaultRotaton
+	}
 	if o.CrashWindow <= 0 {
 		o.CrashWindow = time.Minute
 	}
@@ -186,11 +190,11 @@ func (s *supervisor) setup() error {
 		go func() { s.parentGone <- s.upg.WaitForParent(context.Background()) }()
 	}
 	if s.keys == nil {
-		s.keys = make([][32]byte, 1)
-		if _, err := rand.Read(s.keys[0][:]); err != nil {
-			return fmt.Errorf("session-ticket key: %w", err)
+		if err := s.rotateKeys(); err != nil {
+			return err
 		}
 	}
+	s.keysAt = s.w.now() // a key handed over is as good as new to us
 	if s.wc, err = newWorkerCommand(s.o.WorkerArgs); err != nil {
 		return err
 	}
@@ -281,6 +285,9 @@ func (s *supervisor) nextDeadline() time.Time {
 	if s.next == nil && (s.op == "" || s.op == link.OpUpgrade) && !s.respawnAt.IsZero() && s.respawnAt.Before(d) {
 		d = s.respawnAt
 	}
+	if s.op == "" && s.cur != nil && s.next == nil && !s.keysAt.IsZero() && s.keysAt.Add(s.o.KeyRotation).Before(d) {
+		d = s.keysAt.Add(s.o.KeyRotation)
+	}
 	for p := range s.procs {
 		if !p.killAt.IsZero() && p.killAt.Before(d) {
 			d = p.killAt
@@ -328,7 +335,7 @@ func (s *supervisor) onTimer(now time.Time) {
 			p.stop()
 		}
 	}
-	if !s.respawnAt.IsZero() && !now.Before(s.respawnAt) {
+	if !s.respawnAt.IsZero() && !now.Before(s.respawnAt) || s.rotateDue(now) {
 		s.startNext()
 	}
 }
