@@ -55,26 +55,51 @@ type procEvent struct {
 
 // workerCommand says how worker processes are started.
 type workerCommand struct {
-	path string   // executable; /proc/self/exe on Linux so a replaced binary on disk is not run by mistake
-	args []string // argv, argv[0] included
+	path string      // executable; /proc/self/exe on Linux so a replaced binary on disk is not run by mistake
+	args []string    // argv, argv[0] included
+	self os.FileInfo // path as it was at start, where path can be replaced; nil on Linux
 
 	start func(*exec.Cmd) error // nil: cmd.Start
 }
 
 func newWorkerCommand(args []string) (workerCommand, error) {
-	path := "/proc/self/exe"
-	if runtime.GOOS != "linux" {
-		var err error
-		if path, err = os.Executable(); err != nil {
-			return workerCommand{}, fmt.Errorf("find own executable: %w", err)
-		}
+	wc := workerCommand{path: "/proc/self/exe", args: append([]string{os.Args[0], "worker"}, args...)}
+	if runtime.GOOS == "linux" {
+		return wc, nil
 	}
-	return workerCommand{path: path, args: append([]string{os.Args[0], "worker"}, args...)}, nil
+	// Elsewhere a worker runs whatever file is at our path now, which an
+	// install may have replaced: remember what it was to refuse another.
+	var err error
+	if wc.path, err = os.Executable(); err != nil {
+		return workerCommand{}, fmt.Errorf("find own executable: %w", err)
+	}
+	if wc.self, err = os.Stat(wc.path); err != nil {
+		return workerCommand{}, fmt.Errorf("find own executable: %w", err)
+	}
+	return wc, nil
+}
+
+// check refuses to start a worker from a binary other than the one this
+// supervisor runs: a worker and its supervisor would speak different
+// versions of the link, and a reload would quietly run a new release
+// without the upgrade that should bring it.
+func (wc workerCommand) check() error {
+	if wc.self == nil {
+		return nil
+	}
+	fi, err := os.Stat(wc.path)
+	if err == nil && os.SameFile(fi, wc.self) && fi.Size() == wc.self.Size() && fi.ModTime().Equal(wc.self.ModTime()) {
+		return nil
+	}
+	return fmt.Errorf("the srp binary at %s is not the one this supervisor runs (replaced on disk?): no worker is started from it; run srp upgrade to use it", wc.path)
 }
 
 // spawn starts worker generation gen with the listener files and sends its
 // start-up messages. Its progress arrives on events.
 func spawn(wc workerCommand, gen int, lns []*os.File, config []byte, keys [][32]byte, events chan<- procEvent, done <-chan struct{}) (*proc, error) {
+	if err := wc.check(); err != nil {
+		return nil, err
+	}
 	ours, theirs, err := socketPair("control")
 	if err != nil {
 		return nil, err

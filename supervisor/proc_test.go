@@ -2,7 +2,9 @@ package supervisor
 
 import (
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -85,5 +87,33 @@ func TestSpawnDoesNotBlock(t *testing.T) {
 		}
 	case <-time.After(2 * time.Second):
 		t.Fatal("spawn blocked writing to a worker that does not read")
+	}
+}
+
+// TestWorkerBinaryReplaced checks that where a worker is started by path
+// (every system but Linux), a binary replaced on disk is refused.
+func TestWorkerBinaryReplaced(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "srp")
+	if err := os.WriteFile(path, []byte("release 1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wc := workerCommand{path: path, args: []string{"srp", "worker"}, self: fi}
+	if err := wc.check(); err != nil {
+		t.Fatalf("own binary refused: %v", err)
+	}
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, []byte("release 2"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	_, err = spawn(wc, 1, nil, nil, nil, nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "run srp upgrade") {
+		t.Errorf("spawn from a replaced binary: %v", err)
 	}
 }
