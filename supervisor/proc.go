@@ -183,7 +183,9 @@ func (p *proc) watch(events chan<- procEvent, done <-chan struct{}) {
 					select {
 					case <-p.gone: // it exited first; its exit says why
 					default:
-						p.note(err.Error())
+						if !errors.Is(err, syscall.EPIPE) && !errors.Is(err, syscall.ECONNRESET) {
+							p.note(err.Error())
+						}
 						p.kill()
 					}
 					return
@@ -199,7 +201,9 @@ func (p *proc) watch(events chan<- procEvent, done <-chan struct{}) {
 		for n := 1; ; n++ {
 			m, err := link.Read(p.conn)
 			if err != nil {
-				if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				// A worker that exits before reading what it was sent
+				// resets the connection: its exit status says more.
+				if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, syscall.ECONNRESET) {
 					p.note("control socket: " + err.Error())
 				}
 				return
