@@ -216,6 +216,11 @@ func (u *Upgrader) run() {
 			processReady = nil
 
 		case <-u.stopC:
+			select {
+			case <-u.readyC: // Ready may have come just before Stop
+				processReady = nil
+			default:
+			}
 			if u.parent != nil && processReady != nil {
 				// A child that never became ready owns nothing: its
 				// parent still serves every socket it inherited, and
