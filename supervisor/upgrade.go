@@ -78,6 +78,13 @@ func (s *supervisor) onUpgraded(r upgradeResult) {
 	if err == nil {
 		s.successor = pid
 		s.log.Info("upgrade done, handing over", "new_pid", pid)
+		// The new srp writes the pidfile too, but only after its Ready
+		// reached us: whoever srp upgrade answers must find it moved.
+		if s.o.PIDFile != "" && pid != 0 {
+			if err := writePIDFile(s.o.PIDFile, pid); err != nil {
+				s.log.Error("pidfile", "err", err)
+			}
+		}
 		// Nothing queued may start here: this supervisor is retiring.
 		s.answer(result{msg: fmt.Sprintf("upgraded: srp pid %d serving", pid)})
 		s.shutdown(nil)
