@@ -42,7 +42,8 @@ func reply(ch chan<- result, r result) {
 
 // startNext starts the next operation if none runs: a due respawn first,
 // then a queued reload, then a queued upgrade (once the supervisor we took
-// over from is gone: tableflip allows one upgrade per generation).
+// over from is gone: tableflip allows one upgrade per generation), then a
+// due key rotation.
 func (s *supervisor) startNext() {
 	if s.stopping {
 		return
@@ -58,6 +59,11 @@ func (s *supervisor) startNext() {
 			s.nextFailed(err.Error())
 		}
 		return
+	}
+	if s.op == "" && s.next != nil {
+		// A respawn started during an upgrade outlived it: it is the
+		// operation in flight now, and next is its slot.
+		s.op = opRespawn
 	}
 	if s.op != "" {
 		return
