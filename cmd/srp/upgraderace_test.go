@@ -53,18 +53,20 @@ func TestOldSupervisorKilledMidUpgrade(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		started := fmt.Sprintf(`msg="upgrade started" role=supervisor pid=%d`, old)
+		// Counted from the new binary's first line: killing the old one
+		// before it has started anything is no upgrade at all.
+		takeovers := s.logCount(`takeover=true`)
 		if err := syscall.Kill(old, syscall.SIGUSR2); err != nil {
 			t.Fatal(err)
 		}
-		s.waitLog(started, 10*time.Second)
+		s.waitLogCount(`takeover=true`, takeovers+1, 10*time.Second)
 		time.Sleep(after)
 		if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
 		waitGone(t, old, 5*time.Second)
 		pid := s.waitServing(t, bin, old, 20*time.Second)
-		t.Logf("kill %d, %v after the upgrade started: pid %d serving", i+1, after, pid)
+		t.Logf("kill %d, %v after the new binary started: pid %d serving", i+1, after, pid)
 		l.progress(t, 100)
 	}
 	// The survivor still reloads and upgrades.
