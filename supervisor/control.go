@@ -3,9 +3,11 @@ package supervisor
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"syscall"
+	"time"
 
 	"srp/supervisor/link"
 )
@@ -25,13 +27,27 @@ type result struct {
 
 // serveControl answers clients on ln until it is closed. done is closed when
 // the lifecycle loop has stopped taking requests.
-func serveControl(ln net.Listener, requests chan<- request, done <-chan struct{}) {
+func serveControl(ln net.Listener, requests chan<- request, done <-chan struct{}, log *slog.Logger) {
+	var delay time.Duration
 	for {
 		c, err := ln.Accept()
-		if err != nil {
+		if err == nil {
+			delay = 0
+			go handleControl(c, requests, done)
+			continue
+		}
+		if errors.Is(err, net.ErrClosed) {
 			return
 		}
-		go handleControl(c, requests, done)
+		// Running out of descriptors (EMFILE) or memory passes: an srp
+		// that stopped answering here could never be reloaded again.
+		delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+		log.Warn("control socket accept failed, retrying", "err", err, "in", delay.String())
+		select {
+		case <-time.After(delay):
+		case <-done:
+			return
+		}
 	}
 }
 

@@ -80,19 +80,19 @@ func TestReadBufferedDoesNotWait(t *testing.T) {
 
 func TestPIDFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "srp.pid")
-	if err := writePIDFile(path); err != nil {
+	if err := writePIDFile(path, os.Getpid()); err != nil {
 		t.Fatal(err)
 	}
 	if pid, err := ReadPIDFile(path); err != nil || pid != os.Getpid() {
 		t.Fatalf("ReadPIDFile: %d %v", pid, err)
 	}
-	if removed, err := removePIDFile(path); !removed || err != nil {
+	if removed, err := removePIDFile(path, os.Getpid()); !removed || err != nil {
 		t.Fatalf("our pidfile not removed: %v", err)
 	}
 	if err := os.WriteFile(path, []byte("1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if removed, _ := removePIDFile(path); removed {
+	if removed, _ := removePIDFile(path, os.Getpid()); removed {
 		t.Error("removed a pidfile naming another process")
 	}
 	if got := link.ControlPath("/run/srp.pid"); got != "/run/srp.sock" {

@@ -3,7 +3,6 @@ package supervisor
 import (
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"srp/supervisor/link"
@@ -43,18 +42,33 @@ func reply(ch chan<- result, r result) {
 
 // startNext starts the next operation if none runs: a due respawn first,
 // then a queued reload, then a queued upgrade (once the supervisor we took
-// over from is gone: tableflip allows one upgrade per generation).
+// over from is gone: tableflip allows one upgrade per generation), then a
+// due key rotation.
 func (s *supervisor) startNext() {
-	if s.op != "" || s.stopping {
+	if s.stopping {
 		return
 	}
-	switch {
-	case s.cur == nil && !s.respawnAt.IsZero() && !time.Now().Before(s.respawnAt):
+	if s.respawnDue(s.w.now()) {
+		// An upgrade starts no worker here and may take -timeout+5s: a
+		// respawn does not wait for it, or nothing would serve meanwhile.
 		s.respawnAt = time.Time{}
-		s.op = opRespawn
+		if s.op == "" {
+			s.op = opRespawn
+		}
 		if err := s.spawnNext(s.config, opRespawn); err != nil {
 			s.nextFailed(err.Error())
 		}
+		return
+	}
+	if s.op == "" && s.next != nil {
+		// A respawn started during an upgrade outlived it: it is the
+		// operation in flight now, and next is its slot.
+		s.op = opRespawn
+	}
+	if s.op != "" {
+		return
+	}
+	switch {
 	case s.reloadQ.pending:
 		s.op, s.waiters, s.reloadQ = link.OpReload, s.reloadQ.waiters, queue{}
 		s.log.Info("reload started", "config", s.o.ConfigPath)
@@ -64,24 +78,39 @@ func (s *supervisor) startNext() {
 			s.finish(result{err: err})
 			return
 		}
+		if err := s.rotateKeys(); err != nil {
+			s.log.Error("reload failed, old worker still serving", "reason", err.Error())
+			s.finish(result{err: err})
+			return
+		}
 		if err := s.spawnNext(data, link.OpReload); err != nil {
 			s.nextFailed(err.Error())
 		}
 	case s.upgradeQ.pending && !s.parentUp:
 		s.op, s.waiters, s.upgradeQ = link.OpUpgrade, s.upgradeQ.waiters, queue{}
 		s.startUpgrade()
+	case s.rotateDue(s.w.now()):
+		s.startRotation()
 	}
+}
+
+// respawnDue reports whether a respawn may start now: one is scheduled
+// and due, no worker serves or starts, and no reload holds the next slot.
+func (s *supervisor) respawnDue(now time.Time) bool {
+	return s.cur == nil && s.next == nil && !s.respawnAt.IsZero() && !now.Before(s.respawnAt) &&
+		(s.op == "" || s.op == link.OpUpgrade)
 }
 
 // spawnNext starts the worker that op waits for.
 func (s *supervisor) spawnNext(config []byte, why string) error {
 	s.gen++
-	p, err := spawn(s.wc, s.gen, s.files, config, s.keys, s.events, s.done)
+	s.nextWhy = why
+	p, err := s.w.spawn(s.gen, config, s.keys)
 	if err != nil {
 		return err
 	}
 	s.procs[p] = true
-	s.next, s.nextConf, s.readyBy = p, config, time.Now().Add(s.o.ReadyTimeout)
+	s.next, s.nextConf, s.readyBy = p, config, s.w.now().Add(s.o.ReadyTimeout)
 	s.log.Info("worker started", "gen", p.gen, "worker_pid", p.pid, "why", why)
 	return nil
 }
@@ -89,11 +118,16 @@ func (s *supervisor) spawnNext(config []byte, why string) error {
 // finish answers everyone waiting for the operation in flight and starts
 // whatever is queued.
 func (s *supervisor) finish(r result) {
+	s.answer(r)
+	s.startNext()
+}
+
+// answer tells everyone waiting for the operation in flight how it ended.
+func (s *supervisor) answer(r result) {
 	for _, w := range s.waiters {
 		reply(w, r)
 	}
 	s.op, s.waiters = "", nil
-	s.startNext()
 }
 
 func (s *supervisor) onProc(e procEvent) {
@@ -130,12 +164,12 @@ func (s *supervisor) promote(p *proc) {
 	s.cur, s.next, s.config = p, nil, s.nextConf
 	s.respawnAt = time.Time{}
 	p.ready = true
-	s.log.Info("worker ready", "gen", p.gen, "worker_pid", p.pid, "took", time.Since(p.started).Round(time.Millisecond).String())
+	s.log.Info("worker ready", "gen", p.gen, "worker_pid", p.pid, "took", s.w.now().Sub(p.started).Round(time.Millisecond).String())
 	if old != nil {
 		s.log.Info("worker draining", "gen", old.gen, "worker_pid", old.pid, "limit", s.o.DrainTimeout.String())
-		old.drain(time.Now().Add(s.o.DrainTimeout + killMargin))
+		old.drain(s.w.now().Add(s.o.DrainTimeout + killMargin))
 	}
-	switch s.op {
+	switch s.nextWhy {
 	case opStart:
 		if err := s.serving(); err != nil {
 			s.log.Error("start", "err", err)
@@ -147,37 +181,44 @@ func (s *supervisor) promote(p *proc) {
 	case link.OpReload:
 		s.log.Info("reload done", "gen", p.gen, "worker_pid", p.pid)
 		s.finish(result{msg: fmt.Sprintf("reloaded: worker pid %d serving %s", p.pid, s.o.ConfigPath)})
-	default:
+	case opRespawn:
+		if s.op == opRespawn {
+			s.finish(result{})
+		}
+	case opRotate:
+		s.log.Info("session-ticket keys rotated", "gen", p.gen, "worker_pid", p.pid)
 		s.finish(result{})
 	}
 }
 
-// serving completes the start: the pidfile names us, the supervisor we took
-// over from (if any) is told to retire, and the control socket answers.
+// serving completes the start: the supervisor we took over from (if any)
+// is told to retire, then the pidfile names us, and the control socket
+// answers. The pidfile is written only once the old supervisor can no
+// longer kill us for being late, so it never names a process that died.
 func (s *supervisor) serving() error {
+	if err := s.w.ready(); err != nil {
+		// Only a dead parent makes this fail. Nobody else serves now, so
+		// giving up would leave the port to no one.
+		s.log.Warn("previous supervisor gone before the handover, serving on", "err", err)
+	}
 	if s.o.PIDFile != "" {
-		if err := writePIDFile(s.o.PIDFile); err != nil {
-			return err
+		if err := writePIDFile(s.o.PIDFile, s.w.pid); err != nil {
+			if !s.w.hasParent {
+				return err
+			}
+			// The old supervisor has retired: stopping now would leave the
+			// port to no one, a stale pidfile is the lesser harm.
+			s.log.Error("pidfile", "err", err)
 		}
 	}
-	if s.handover != nil {
-		_ = link.Write(s.handover, link.Ready, []byte(fmt.Sprint(os.Getpid())))
-		s.handover.Close()
-		s.handover = nil
-	}
-	if err := s.upg.Ready(); err != nil {
-		return fmt.Errorf("signal ready: %w", err)
-	}
-	if s.ctl != nil {
-		go serveControl(s.ctl, s.requests, s.done)
-	}
+	s.w.serveControl()
 	s.log.Info("srp serving", "gen", s.cur.gen, "worker_pid", s.cur.pid, "pidfile", s.o.PIDFile)
 	return nil
 }
 
 // nextFailed handles a worker that will never become ready.
 func (s *supervisor) nextFailed(reason string) {
-	switch s.op {
+	switch s.nextWhy {
 	case opStart:
 		err := fmt.Errorf("first worker failed: %s", reason)
 		s.log.Error("start failed", "err", err)
@@ -186,9 +227,14 @@ func (s *supervisor) nextFailed(reason string) {
 		s.shutdown(err)
 	case opRespawn:
 		s.log.Error("respawned worker failed", "reason", reason)
-		s.op = ""
+		if s.op == opRespawn {
+			s.op = ""
+		}
 		s.crashed()
 		s.startNext()
+	case opRotate:
+		s.log.Error("key rotation failed, old worker still serving", "reason", reason)
+		s.finish(result{})
 	default:
 		s.log.Error("reload failed, old worker still serving", "reason", reason)
 		s.finish(result{err: fmt.Errorf("reload failed, old config still serving: %s", reason)})
@@ -199,7 +245,7 @@ func (s *supervisor) nextFailed(reason string) {
 // gives up when deaths come too fast for a restart to help: then the
 // service manager sees srp exit non-zero and can act.
 func (s *supervisor) crashed() {
-	now := time.Now()
+	now := s.w.now()
 	recent := s.crashes[:0]
 	for _, t := range s.crashes {
 		if now.Sub(t) < s.o.CrashWindow {
@@ -235,24 +281,30 @@ func (s *supervisor) shutdown(cause error) {
 	if cause != nil {
 		stop = fmt.Errorf("srp is shutting down: %w", cause)
 	}
+	reloadStop := stop
 	if s.successor != 0 {
 		stop = fmt.Errorf("srp handed over to pid %d; send the request there", s.successor)
-	}
-	for _, q := range []*queue{&s.reloadQ, &s.upgradeQ} {
-		for _, w := range q.waiters {
-			reply(w, result{err: stop})
+		reloadStop = stop
+		if s.reloadQ.pending {
+			reloadStop = s.passReloadOn()
 		}
-		*q = queue{}
 	}
+	for _, w := range s.reloadQ.waiters {
+		reply(w, result{err: reloadStop})
+	}
+	for _, w := range s.upgradeQ.waiters {
+		reply(w, result{err: stop})
+	}
+	s.reloadQ, s.upgradeQ = queue{}, queue{}
 	if s.op != link.OpUpgrade {
 		for _, w := range s.waiters {
 			reply(w, result{err: stop})
 		}
 		s.op, s.waiters = "", nil
 	}
-	s.upg.Stop() // interrupts an upgrade in flight
+	s.w.stop() // interrupts an upgrade in flight
 	s.next, s.respawnAt = nil, time.Time{}
-	deadline := time.Now().Add(s.o.DrainTimeout + killMargin)
+	deadline := s.w.now().Add(s.o.DrainTimeout + killMargin)
 	for p := range s.procs {
 		if !p.drained {
 			s.log.Info("worker draining", "gen", p.gen, "worker_pid", p.pid, "limit", s.o.DrainTimeout.String())

@@ -8,15 +8,15 @@ import (
 	"strings"
 )
 
-// writePIDFile atomically replaces path with our PID, so a reader never
+// writePIDFile atomically replaces path with pid (ours), so a reader never
 // sees a half-written file and an upgrade hands over in one step.
-func writePIDFile(path string) error {
+func writePIDFile(path string, pid int) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
 		return fmt.Errorf("write pidfile %s: %w", path, err)
 	}
 	defer os.Remove(tmp.Name()) // a no-op once renamed
-	if _, err := fmt.Fprintf(tmp, "%d\n", os.Getpid()); err != nil {
+	if _, err := fmt.Fprintf(tmp, "%d\n", pid); err != nil {
 		tmp.Close()
 		return fmt.Errorf("write pidfile %s: %w", path, err)
 	}
@@ -46,11 +46,11 @@ func ReadPIDFile(path string) (int, error) {
 	return pid, nil
 }
 
-// removePIDFile removes path only if it still holds our PID: after an
-// upgrade it names the new supervisor, and another srp may have taken it.
-func removePIDFile(path string) (bool, error) {
+// removePIDFile removes path only if it still holds our PID, ours: after
+// an upgrade it names the new supervisor, and another srp may have taken it.
+func removePIDFile(path string, ours int) (bool, error) {
 	pid, err := ReadPIDFile(path)
-	if err != nil || pid != os.Getpid() {
+	if err != nil || pid != ours {
 		return false, nil
 	}
 	if err := os.Remove(path); err != nil {

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -28,8 +29,21 @@ type proc struct {
 	drained bool      // DRAIN sent or process killed: its exit is expected
 	killAt  time.Time // when a draining or failed worker is killed; zero if not armed
 
-	failText string // last link.Error text, set by the reader before it finishes
+	kill func()            // the process, at once
+	out  chan link.Message // to the writer goroutine, so that no write blocks the loop
+	gone chan struct{}     // closed once the process is reaped
+
+	mu        sync.Mutex // guards failText and killedFor: the reader and writer both note failures
+	failText  string     // what the worker said about failing, at most maxFailText bytes
+	killedFor string     // why the supervisor killed it, if it did
 }
+
+// A worker says why it failed in a line or two; one that keeps talking is
+// broken or hostile and is killed before it costs the supervisor memory.
+const (
+	maxFailText = 4 << 10 // bytes of a worker's failure text the supervisor keeps
+	maxMessages = 64      // messages a worker may send in its life
+)
 
 // procEvent is what the watcher goroutines report to the lifecycle loop.
 type procEvent struct {
@@ -41,26 +55,51 @@ type procEvent struct {
 
 // workerCommand says how worker processes are started.
 type workerCommand struct {
-	path string   // executable; /proc/self/exe on Linux so a replaced binary on disk is not run by mistake
-	args []string // argv, argv[0] included
+	path string      // executable; /proc/self/exe on Linux so a replaced binary on disk is not run by mistake
+	args []string    // argv, argv[0] included
+	self os.FileInfo // path as it was at start, where path can be replaced; nil on Linux
 
 	start func(*exec.Cmd) error // nil: cmd.Start
 }
 
 func newWorkerCommand(args []string) (workerCommand, error) {
-	path := "/proc/self/exe"
-	if runtime.GOOS != "linux" {
-		var err error
-		if path, err = os.Executable(); err != nil {
-			return workerCommand{}, fmt.Errorf("find own executable: %w", err)
-		}
+	wc := workerCommand{path: "/proc/self/exe", args: append([]string{os.Args[0], "worker"}, args...)}
+	if runtime.GOOS == "linux" {
+		return wc, nil
 	}
-	return workerCommand{path: path, args: append([]string{os.Args[0], "worker"}, args...)}, nil
+	// Elsewhere a worker runs whatever file is at our path now, which an
+	// install may have replaced: remember what it was to refuse another.
+	var err error
+	if wc.path, err = os.Executable(); err != nil {
+		return workerCommand{}, fmt.Errorf("find own executable: %w", err)
+	}
+	if wc.self, err = os.Stat(wc.path); err != nil {
+		return workerCommand{}, fmt.Errorf("find own executable: %w", err)
+	}
+	return wc, nil
+}
+
+// check refuses to start a worker from a binary other than the one this
+// supervisor runs: a worker and its supervisor would speak different
+// versions of the link, and a reload would quietly run a new release
+// without the upgrade that should bring it.
+func (wc workerCommand) check() error {
+	if wc.self == nil {
+		return nil
+	}
+	fi, err := os.Stat(wc.path)
+	if err == nil && os.SameFile(fi, wc.self) && fi.Size() == wc.self.Size() && fi.ModTime().Equal(wc.self.ModTime()) {
+		return nil
+	}
+	return fmt.Errorf("the srp binary at %s is not the one this supervisor runs (replaced on disk?): no worker is started from it; run srp upgrade to use it", wc.path)
 }
 
 // spawn starts worker generation gen with the listener files and sends its
 // start-up messages. Its progress arrives on events.
 func spawn(wc workerCommand, gen int, lns []*os.File, config []byte, keys [][32]byte, events chan<- procEvent, done <-chan struct{}) (*proc, error) {
+	if err := wc.check(); err != nil {
+		return nil, err
+	}
 	ours, theirs, err := socketPair("control")
 	if err != nil {
 		return nil, err
@@ -82,52 +121,117 @@ func spawn(wc workerCommand, gen int, lns []*os.File, config []byte, keys [][32]
 		ours.Close()
 		return nil, fmt.Errorf("start worker: %w", err)
 	}
-	p := &proc{gen: gen, pid: cmd.Process.Pid, cmd: cmd, conn: ours, started: time.Now()}
-	// Both messages fit in the socket buffer for any sane config; a worker
-	// that dies first makes these fail, and its exit is reported anyway.
-	_ = link.Write(ours, link.Config, config)
-	_ = link.Write(ours, link.Keys, link.EncodeKeys(keys))
+	p := newProc(gen, cmd, ours)
+	p.send(link.Config, config)
+	p.send(link.Keys, link.EncodeKeys(keys))
 	p.watch(events, done)
 	return p, nil
 }
 
-// watch reports link.Ready as it arrives and the exit once the process is
-// reaped and its messages are all read, so failText is complete by then.
+// newProc is a started worker process and the supervisor's end of its link.
+func newProc(gen int, cmd *exec.Cmd, conn *net.UnixConn) *proc {
+	return &proc{gen: gen, pid: cmd.Process.Pid, cmd: cmd, conn: conn, started: time.Now(),
+		kill: func() { _ = cmd.Process.Kill() }, out: make(chan link.Message, 4), gone: make(chan struct{})}
+}
+
+// send queues a message for the worker. A worker that does not take its
+// messages cannot serve: it is killed, and its exit reports why.
+func (p *proc) send(typ link.Type, payload []byte) {
+	select {
+	case p.out <- link.Message{Type: typ, Payload: payload}:
+	default:
+		p.note(fmt.Sprintf("%s message not sent: worker is not reading its control socket", typ))
+		p.kill()
+	}
+}
+
+// note adds a line to what the supervisor keeps of a worker's failure.
+func (p *proc) note(line string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.failText) >= maxFailText {
+		return
+	}
+	t := appendLine(p.failText, line)
+	if len(t) > maxFailText {
+		t = strings.ToValidUTF8(t[:maxFailText], "") + " …(cut)"
+	}
+	p.failText = t
+}
+
+func (p *proc) text() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return appendLine(p.killedFor, p.failText)
+}
+
+// watch writes what is sent to the worker, reports link.Ready as it
+// arrives and the exit once the process is reaped and its messages are
+// all read, so the failure text is complete by then.
 func (p *proc) watch(events chan<- procEvent, done <-chan struct{}) {
-	send := func(e procEvent) {
+	report := func(e procEvent) {
 		select {
 		case events <- e:
 		case <-done:
 		}
 	}
-	read := make(chan struct{})
 	go func() {
-		defer close(read)
 		for {
-			m, err := link.Read(p.conn)
-			if err != nil {
-				if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-					p.failText = appendLine(p.failText, "control socket: "+err.Error())
+			select {
+			case m := <-p.out:
+				if err := link.Write(p.conn, m.Type, m.Payload); err != nil {
+					select {
+					case <-p.gone: // it exited first; its exit says why
+					default:
+						if !errors.Is(err, syscall.EPIPE) && !errors.Is(err, syscall.ECONNRESET) {
+							p.note(err.Error())
+						}
+						p.kill()
+					}
+					return
 				}
-				return
-			}
-			switch m.Type {
-			case link.Ready:
-				send(procEvent{p: p, ready: true})
-			case link.Error:
-				p.failText = appendLine(p.failText, string(m.Payload))
-			default:
-				p.failText = appendLine(p.failText, fmt.Sprintf("unexpected %s message from worker", m.Type))
-				_ = p.cmd.Process.Kill()
+			case <-p.gone:
 				return
 			}
 		}
 	}()
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		for n := 1; ; n++ {
+			m, err := link.Read(p.conn)
+			if err != nil {
+				// A worker that exits before reading what it was sent
+				// resets the connection: its exit status says more.
+				if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, syscall.ECONNRESET) {
+					p.note("control socket: " + err.Error())
+				}
+				return
+			}
+			switch {
+			case n > maxMessages:
+				p.mu.Lock()
+				p.killedFor = fmt.Sprintf("killed: sent more than %d messages", maxMessages)
+				p.mu.Unlock()
+			case m.Type == link.Ready:
+				report(procEvent{p: p, ready: true})
+				continue
+			case m.Type == link.Error:
+				p.note(string(m.Payload))
+				continue
+			default:
+				p.note(fmt.Sprintf("unexpected %s message from worker", m.Type))
+			}
+			p.kill()
+			return
+		}
+	}()
 	go func() {
 		err := p.cmd.Wait()
+		close(p.gone)
 		<-read
 		p.conn.Close()
-		send(procEvent{p: p, exited: true, status: err})
+		report(procEvent{p: p, exited: true, status: err})
 	}()
 }
 
@@ -142,12 +246,12 @@ func appendLine(s, line string) string {
 func (p *proc) drain(deadline time.Time) {
 	p.drained = true
 	p.killAt = deadline
-	_ = link.Write(p.conn, link.Drain, nil)
+	p.send(link.Drain, nil)
 }
 
-func (p *proc) kill() {
+func (p *proc) stop() {
 	p.drained = true
-	_ = p.cmd.Process.Kill()
+	p.kill()
 }
 
 // describeExit turns a wait status into words for logs and CLI answers:
@@ -169,7 +273,7 @@ func describeExit(err error) string {
 // reason explains why a worker that never became ready failed.
 func (p *proc) reason(status error) string {
 	msg := fmt.Sprintf("worker pid %d %s", p.pid, describeExit(status))
-	if t := strings.TrimSpace(p.failText); t != "" {
+	if t := strings.TrimSpace(p.text()); t != "" {
 		msg += ": " + t
 	}
 	return msg

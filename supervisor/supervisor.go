@@ -12,9 +12,9 @@ package supervisor
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -39,6 +39,7 @@ type Options struct {
 
 	ReadyTimeout time.Duration // how long a new worker or binary may take to be ready; default 30s
 	DrainTimeout time.Duration // how long a retiring worker may drain before it is killed; default 30s
+	KeyRotation  time.Duration // how long one session-ticket key encrypts at most; default 24h
 	MaxCrashes   int           // worker deaths within CrashWindow that make srp give up; default 5
 	CrashWindow  time.Duration // default 1m
 	Logger       *slog.Logger  // default slog.Default()
@@ -71,16 +72,19 @@ type supervisor struct {
 	o      Options
 	log    *slog.Logger
 	upg    *tableflip.Upgrader
+	w      world // what the lifecycle does outside this struct
 	wc     workerCommand
 	files  []*os.File   // listener duplicates handed to every worker
 	ctl    net.Listener // control socket; nil without a pidfile
-	keys   [][32]byte
-	config []byte // last config a worker became ready with
+	keys   [][32]byte   // session-ticket keys, newest first
+	keysAt time.Time    // when keys[0] was made
+	config []byte       // last config a worker became ready with
 	gen    int
 
 	cur      *proc          // serving worker; nil after a crash until the respawn is ready
 	next     *proc          // worker being started by op
 	nextConf []byte         // the config next was started with
+	nextWhy  string         // what next is for: opStart, opRespawn or link.OpReload
 	readyBy  time.Time      // when next is given up on
 	procs    map[*proc]bool // every worker not yet reaped
 
@@ -88,7 +92,7 @@ type supervisor struct {
 	waiters   []chan<- result // of op
 	reloadQ   queue
 	upgradeQ  queue
-	handover  *net.UnixConn // to the new binary while an upgrade runs; from the old one at start
+	handover  *net.UnixConn // from the supervisor we took over from, until we serve
 	crashes   []time.Time
 	respawnAt time.Time // zero: no respawn scheduled
 	parentUp  bool      // the supervisor we took over from has not exited yet
@@ -98,7 +102,7 @@ type supervisor struct {
 
 	events     chan procEvent
 	requests   chan request
-	upgraded   chan error
+	upgraded   chan upgradeResult
 	parentGone chan error
 	done       chan struct{}
 }
@@ -109,26 +113,7 @@ func Run(o Options) error {
 	if len(o.Addrs) == 0 || o.ConfigPath == "" {
 		return errors.New("supervisor: listen addresses and config path are required")
 	}
-	if o.ReadyTimeout <= 0 {
-		o.ReadyTimeout = 30 * time.Second
-	}
-	if o.DrainTimeout <= 0 {
-		o.DrainTimeout = 30 * time.Second
-	}
-	if o.MaxCrashes <= 0 {
-		o.MaxCrashes = 5
-	}
-	if o.CrashWindow <= 0 {
-		o.CrashWindow = time.Minute
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
-	s := &supervisor{
-		o: o, log: o.Logger, procs: map[*proc]bool{},
-		events: make(chan procEvent), requests: make(chan request), upgraded: make(chan error, 1),
-		parentGone: make(chan error, 1), done: make(chan struct{}),
-	}
+	s := newSupervisor(o)
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR2, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
@@ -139,8 +124,40 @@ func Run(o Options) error {
 	defer s.upg.Stop()
 	s.loop(sigs)
 	close(s.done)
+	return s.finalize()
+}
+
+// newSupervisor applies o's defaults; the caller sets s.w.
+func newSupervisor(o Options) *supervisor {
+	if o.ReadyTimeout <= 0 {
+		o.ReadyTimeout = 30 * time.Second
+	}
+	if o.DrainTimeout <= 0 {
+		o.DrainTimeout = 30 * time.Second
+	}
+	if o.MaxCrashes <= 0 {
+		o.MaxCrashes = 5
+	}
+	if o.KeyRotation <= 0 {
+		o.KeyRotation = defaultRotaton
+	}
+	if o.CrashWindow <= 0 {
+		o.CrashWindow = time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return &supervisor{
+		o: o, log: o.Logger, procs: map[*proc]bool{},
+		events: make(chan procEvent), requests: make(chan request), upgraded: make(chan upgradeResult, 1),
+		parentGone: make(chan error, 1), done: make(chan struct{}),
+	}
+}
+
+// finalize removes the pidfile if it names us and reports how srp ended.
+func (s *supervisor) finalize() error {
 	if s.o.PIDFile != "" && s.successor == 0 {
-		if removed, err := removePIDFile(s.o.PIDFile); err != nil {
+		if removed, err := removePIDFile(s.o.PIDFile, s.w.pid); err != nil {
 			s.log.Warn("pidfile", "err", err)
 		} else if removed {
 			s.log.Info("pidfile removed", "path", s.o.PIDFile)
@@ -164,6 +181,7 @@ func (s *supervisor) setup() error {
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
+	s.w = s.realWorld()
 	if s.upg.HasParent() {
 		if err := s.takeHandover(); err != nil {
 			return err
@@ -172,11 +190,11 @@ func (s *supervisor) setup() error {
 		go func() { s.parentGone <- s.upg.WaitForParent(context.Background()) }()
 	}
 	if s.keys == nil {
-		s.keys = make([][32]byte, 1)
-		if _, err := rand.Read(s.keys[0][:]); err != nil {
-			return fmt.Errorf("session-ticket key: %w", err)
+		if err := s.rotateKeys(); err != nil {
+			return err
 		}
 	}
+	s.keysAt = s.w.now() // a key handed over is as good as new to us
 	if s.wc, err = newWorkerCommand(s.o.WorkerArgs); err != nil {
 		return err
 	}
@@ -211,13 +229,18 @@ func (s *supervisor) setup() error {
 		}
 	}
 	s.log.Info("supervisor starting", "addrs", fmt.Sprint(s.o.Addrs), "config", s.o.ConfigPath, "takeover", s.upg.HasParent())
+	return s.begin(data)
+}
+
+// begin starts the first worker with config.
+func (s *supervisor) begin(config []byte) error {
 	s.op = opStart
-	return s.spawnNext(data, opStart)
+	return s.spawnNext(config, opStart)
 }
 
 // readConfig reads and validates the config file.
 func (s *supervisor) readConfig() ([]byte, error) {
-	data, err := os.ReadFile(s.o.ConfigPath)
+	data, err := readLimited(s.o.ConfigPath, link.MaxConfig)
 	if err != nil {
 		return nil, fmt.Errorf("read config %s: %w", s.o.ConfigPath, err)
 	}
@@ -235,7 +258,7 @@ func (s *supervisor) loop(sigs <-chan os.Signal) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for !s.stopping || len(s.procs) > 0 || s.op != "" {
-		timer.Reset(time.Until(s.nextDeadline()))
+		timer.Reset(s.nextDeadline().Sub(s.w.now()))
 		select {
 		case sig := <-sigs:
 			s.onSignal(sig)
@@ -243,28 +266,27 @@ func (s *supervisor) loop(sigs <-chan os.Signal) {
 			s.onRequest(req)
 		case e := <-s.events:
 			s.onProc(e)
-		case err := <-s.upgraded:
-			s.onUpgraded(err)
+		case r := <-s.upgraded:
+			s.onUpgraded(r)
 		case err := <-s.parentGone:
-			s.parentUp = false
-			if err != nil {
-				s.log.Warn("previous supervisor exited uncleanly", "err", err)
-			}
-			s.startNext()
+			s.onParentGone(err)
 		case <-timer.C:
-			s.onTimer(time.Now())
+			s.onTimer(s.w.now())
 		}
 	}
 }
 
 // nextDeadline is the earliest moment the loop must act without an event.
 func (s *supervisor) nextDeadline() time.Time {
-	d := time.Now().Add(time.Hour)
+	d := s.w.now().Add(time.Hour)
 	if s.next != nil && s.readyBy.Before(d) {
 		d = s.readyBy
 	}
-	if s.op == "" && !s.respawnAt.IsZero() && s.respawnAt.Before(d) {
+	if s.next == nil && (s.op == "" || s.op == link.OpUpgrade) && !s.respawnAt.IsZero() && s.respawnAt.Before(d) {
 		d = s.respawnAt
+	}
+	if s.op == "" && s.cur != nil && s.next == nil && !s.keysAt.IsZero() && s.keysAt.Add(s.o.KeyRotation).Before(d) {
+		d = s.keysAt.Add(s.o.KeyRotation)
 	}
 	for p := range s.procs {
 		if !p.killAt.IsZero() && p.killAt.Before(d) {
@@ -290,6 +312,16 @@ func (s *supervisor) onSignal(sig os.Signal) {
 	}
 }
 
+// onParentGone notes that the supervisor we took over from has exited: an
+// upgrade may run now.
+func (s *supervisor) onParentGone(err error) {
+	s.parentUp = false
+	if err != nil {
+		s.log.Warn("previous supervisor exited uncleanly", "err", err)
+	}
+	s.startNext()
+}
+
 func (s *supervisor) onTimer(now time.Time) {
 	if p := s.next; p != nil && !now.Before(s.readyBy) {
 		s.next = nil
@@ -300,10 +332,28 @@ func (s *supervisor) onTimer(now time.Time) {
 		if !p.killAt.IsZero() && !now.Before(p.killAt) {
 			s.log.Warn("worker did not exit in time, killing it", "gen", p.gen, "worker_pid", p.pid)
 			p.killAt = time.Time{}
-			p.kill()
+			p.stop()
 		}
 	}
-	if !s.respawnAt.IsZero() && !now.Before(s.respawnAt) {
+	if !s.respawnAt.IsZero() && !now.Before(s.respawnAt) || s.rotateDue(now) {
 		s.startNext()
 	}
+}
+
+// readLimited reads the file at path, refusing one longer than limit: a
+// worker could not be sent it.
+func readLimited(path string, limit int) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, int64(limit)+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > limit {
+		return nil, fmt.Errorf("file is larger than the %d MiB a worker accepts", limit>>20)
+	}
+	return data, nil
 }

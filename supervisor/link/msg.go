@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 )
 
 // Type is the first byte of every message. The set is closed:
@@ -48,9 +49,29 @@ func (t Type) String() string {
 	return fmt.Sprintf("unknown(%#x)", byte(t))
 }
 
-// MaxPayload bounds one message so a corrupt length cannot make the reader
-// allocate without limit. Config files are far smaller.
-const MaxPayload = 16 << 20
+// Size limits, one per message type, so that neither end can make the
+// other allocate more than that message could ever need.
+const (
+	MaxConfig = 16 << 20 // config files are far smaller
+	MaxKeys   = 8        // session-ticket keys in one Keys message
+	MaxError  = 8 << 10  // bytes of one Error message; longer texts are cut
+	maxReady  = 20       // a PID in decimal
+)
+
+// MaxPayload is the largest payload of typ; an unknown type has none.
+func MaxPayload(typ Type) int {
+	switch typ {
+	case Config:
+		return MaxConfig
+	case Keys:
+		return 32 * MaxKeys
+	case Ready:
+		return maxReady
+	case Error:
+		return MaxError
+	}
+	return 0
+}
 
 // ErrProtocol marks a malformed or unexpected message.
 var ErrProtocol = errors.New("link: protocol error")
@@ -64,8 +85,8 @@ type Message struct {
 
 // Write sends one message.
 func Write(w io.Writer, typ Type, payload []byte) error {
-	if len(payload) > MaxPayload {
-		return fmt.Errorf("%w: %s message of %d bytes", ErrProtocol, typ, len(payload))
+	if len(payload) > MaxPayload(typ) {
+		return fmt.Errorf("%w: %s message of %d bytes, over its limit of %d", ErrProtocol, typ, len(payload), MaxPayload(typ))
 	}
 	buf := make([]byte, 5+len(payload))
 	buf[0] = byte(typ)
@@ -94,8 +115,8 @@ func Read(r io.Reader) (Message, error) {
 		return Message{}, fmt.Errorf("%w: message type %s", ErrProtocol, m.Type)
 	}
 	n := binary.BigEndian.Uint32(hdr[1:5])
-	if n > MaxPayload {
-		return Message{}, fmt.Errorf("%w: %s message of %d bytes", ErrProtocol, m.Type, n)
+	if uint64(n) > uint64(MaxPayload(m.Type)) {
+		return Message{}, fmt.Errorf("%w: %s message of %d bytes, over its limit of %d", ErrProtocol, m.Type, n, MaxPayload(m.Type))
 	}
 	m.Payload = make([]byte, n)
 	if _, err := io.ReadFull(r, m.Payload); err != nil {
@@ -114,7 +135,7 @@ func EncodeKeys(keys [][32]byte) []byte {
 }
 
 func DecodeKeys(b []byte) ([][32]byte, error) {
-	if len(b) == 0 || len(b)%32 != 0 {
+	if len(b) == 0 || len(b)%32 != 0 || len(b) > 32*MaxKeys {
 		return nil, fmt.Errorf("%w: keys payload of %d bytes", ErrProtocol, len(b))
 	}
 	keys := make([][32]byte, len(b)/32)
@@ -122,4 +143,14 @@ func DecodeKeys(b []byte) ([][32]byte, error) {
 		copy(keys[i][:], b[32*i:])
 	}
 	return keys, nil
+}
+
+// ErrorText is err's text cut to what one Error message carries.
+func ErrorText(err error) []byte {
+	t := err.Error()
+	if len(t) <= MaxError {
+		return []byte(t)
+	}
+	const cut = " …(cut)"
+	return []byte(strings.ToValidUTF8(t[:MaxError-len(cut)], "") + cut)
 }

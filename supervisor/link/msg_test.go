@@ -78,3 +78,35 @@ func FuzzReadMsg(f *testing.F) {
 		}
 	})
 }
+
+// TestMessageLimits checks each message type has its own size limit, on
+// both ends: a peer cannot make the reader allocate more than the largest
+// sane message of that type.
+func TestMessageLimits(t *testing.T) {
+	frame := func(typ byte, n int) []byte {
+		b := make([]byte, 5+n)
+		b[0] = typ
+		b[1], b[2], b[3], b[4] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
+		return b
+	}
+	for _, tc := range []struct {
+		typ     byte
+		ok, bad int
+	}{
+		{'C', 1 << 20, 16<<20 + 1},
+		{'K', 8 * 32, 9 * 32},
+		{'R', 20, 21},
+		{'E', 8 << 10, 8<<10 + 1},
+		{'D', 0, 1},
+	} {
+		if _, err := Read(bytes.NewReader(frame(tc.typ, tc.ok))); err != nil {
+			t.Errorf("%c message of %d bytes: %v", tc.typ, tc.ok, err)
+		}
+		if _, err := Read(bytes.NewReader(frame(tc.typ, tc.bad))); !errors.Is(err, ErrProtocol) {
+			t.Errorf("%c message of %d bytes: %v, want a protocol error", tc.typ, tc.bad, err)
+		}
+		if err := Write(io.Discard, Type(tc.typ), make([]byte, tc.bad)); !errors.Is(err, ErrProtocol) {
+			t.Errorf("writing a %c message of %d bytes: %v, want a protocol error", tc.typ, tc.bad, err)
+		}
+	}
+}

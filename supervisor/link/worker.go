@@ -86,7 +86,7 @@ func (w *Worker) close() {
 func (w *Worker) Ready() error { return Write(w.conn, Ready, nil) }
 
 // Fail tells the supervisor why this worker cannot serve.
-func (w *Worker) Fail(err error) { _ = Write(w.conn, Error, []byte(err.Error())) }
+func (w *Worker) Fail(err error) { _ = Write(w.conn, Error, ErrorText(err)) }
 
 // WaitDrain blocks until the worker must retire and says why: the
 // supervisor asked it to drain, or the supervisor is gone (its end of the

@@ -141,7 +141,8 @@ func (u *Upgrader) Exit() <-chan struct{} {
 // If this function is called before a call to Upgrade() has
 // succeeded, it is assumed that the process is being shut down
 // completely. All Unix sockets known to Upgrader.Fds are then
-// unlinked from the filesystem.
+// unlinked from the filesystem, unless this process inherited them
+// and never called Ready: then they still belong to the parent.
 func (u *Upgrader) Stop() {
 	u.stopOnce.Do(func() {
 		// Interrupt any running Upgrade(), and
@@ -215,6 +216,18 @@ func (u *Upgrader) run() {
 			processReady = nil
 
 		case <-u.stopC:
+			select {
+			case <-u.readyC: // Ready may have come just before Stop
+				processReady = nil
+			default:
+			}
+			if u.parent != nil && processReady != nil {
+				// A child that never became ready owns nothing: its
+				// parent still serves every socket it inherited, and
+				// unlinking one would cut the parent off from it.
+				u.Fds.closeUsed()
+				return
+			}
 			u.Fds.closeAndRemoveUsed()
 			return
 
