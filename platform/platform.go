@@ -52,6 +52,7 @@ type Paths struct {
 	CertCache  string // ACME certificate cache directory (with ACME)
 	ACMECA     string // PEM roots for the ACME server; "" means the system roots
 	PIDFileDir string // directory of the supervisor's pidfile
+	AccessLog  string // access log file, which the supervisor reopens on SIGUSR1
 	Binary     string // the srp executable, started again for workers and upgrades
 	ACME       bool   // HTTPS mode: the worker talks to an ACME CA and keeps a cache
 
@@ -103,6 +104,7 @@ func Rules(role Role, p Paths) (promises string, unveil []Unveil) {
 			add(p.CertCache, "rwc", "certificate cache the supervisor creates and hands to the worker user")
 		}
 		add(p.PIDFileDir, "rwc", "pidfile written by temp file and rename; it and the control socket removed at exit")
+		add(p.AccessLog, "wc", "access log, reopened (and created if rotated away) on SIGUSR1; workers write the descriptor they inherit")
 		add(p.Binary, "x", "executed for every worker and for an upgrade")
 		add(os.DevNull, "rw", "standard input of the processes it starts")
 	case Worker:

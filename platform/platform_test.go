@@ -42,6 +42,8 @@ func TestRules(t *testing.T) {
 			[]string{"/etc/srp/config.json:r", "/var/srp/certs:rwc", "/var/run/srp:rwc", "/usr/local/bin/srp:x", "/dev/null:rw"}},
 		{"supervisor running workers as another user", Supervisor, acmeUser, "stdio rpath wpath cpath fattr inet unix dns proc exec id",
 			[]string{"/etc/srp/config.json:r", "/var/srp/certs:rwc", "/var/run/srp:rwc", "/usr/local/bin/srp:x", "/dev/null:rw"}},
+		{"supervisor with an access log file", Supervisor, Paths{Config: "c.json", Binary: "/srp", AccessLog: "/var/log/srp/access.log"}, "stdio rpath wpath cpath fattr inet unix dns proc exec",
+			[]string{"c.json:r", "/var/log/srp/access.log:wc", "/srp:x", "/dev/null:rw"}},
 		{"supervisor without pidfile", Supervisor, Paths{Config: "c.json", Binary: "/srp"}, "stdio rpath wpath cpath fattr inet unix dns proc exec",
 			[]string{"c.json:r", "/srp:x", "/dev/null:rw"}},
 	}

@@ -15,6 +15,7 @@ import (
 const (
 	keepKeys       = 4
 	opRotate       = "rotate keys"
+	opReopen       = "reopen access log"
 	defaultRotaton = 24 * time.Hour
 )
 
@@ -38,7 +39,6 @@ func (s *supervisor) rotateDue(now time.Time) bool {
 // startRotation replaces the serving worker by one with the same config
 // and a fresh key: a worker takes its keys only at start.
 func (s *supervisor) startRotation() {
-	s.op = opRotate
 	if err := s.rotateKeys(); err != nil {
 		s.log.Error("key rotation failed", "err", err)
 		s.keysAt = s.w.now() // try again a rotation period later, not in a loop
@@ -46,7 +46,14 @@ func (s *supervisor) startRotation() {
 		return
 	}
 	s.log.Info("rotating session-ticket keys", "keys", len(s.keys))
-	if err := s.spawnNext(s.config, opRotate); err != nil {
+	s.startReplace(opRotate)
+}
+
+// startReplace replaces the serving worker by one with the same config,
+// for why: a worker takes its keys and files only at start.
+func (s *supervisor) startReplace(why string) {
+	s.op = why
+	if err := s.spawnNext(s.config, why); err != nil {
 		s.nextFailed(err.Error())
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"srp/supervisor/counters"
 	"srp/supervisor/link"
 )
 
@@ -55,6 +56,7 @@ func (s *supervisor) startNext() {
 		if s.op == "" {
 			s.op = opRespawn
 		}
+		s.count(counters.WorkerRestarts)
 		if err := s.spawnNext(s.config, opRespawn); err != nil {
 			s.nextFailed(err.Error())
 		}
@@ -75,6 +77,7 @@ func (s *supervisor) startNext() {
 		data, err := s.readConfig()
 		if err != nil {
 			s.log.Error("reload rejected, old config still serving", "err", err)
+			s.count(counters.ReloadsRejected)
 			s.finish(result{err: err})
 			return
 		}
@@ -89,6 +92,9 @@ func (s *supervisor) startNext() {
 	case s.upgradeQ.pending && !s.parentUp:
 		s.op, s.waiters, s.upgradeQ = link.OpUpgrade, s.upgradeQ.waiters, queue{}
 		s.startUpgrade()
+	case s.reopenQ:
+		s.reopenQ = false
+		s.startReplace(opReopen)
 	case s.rotateDue(s.w.now()):
 		s.startRotation()
 	}
@@ -171,6 +177,7 @@ func (s *supervisor) promote(p *proc) {
 	}
 	switch s.nextWhy {
 	case opStart:
+		s.loaded(s.w.now())
 		if err := s.serving(); err != nil {
 			s.log.Error("start", "err", err)
 			s.exitErr = err
@@ -179,6 +186,8 @@ func (s *supervisor) promote(p *proc) {
 		}
 		s.finish(result{})
 	case link.OpReload:
+		s.count(counters.ReloadsOK)
+		s.loaded(s.w.now())
 		s.log.Info("reload done", "gen", p.gen, "worker_pid", p.pid)
 		s.finish(result{msg: fmt.Sprintf("reloaded: worker pid %d serving %s", p.pid, s.o.ConfigPath)})
 	case opRespawn:
@@ -187,6 +196,9 @@ func (s *supervisor) promote(p *proc) {
 		}
 	case opRotate:
 		s.log.Info("session-ticket keys rotated", "gen", p.gen, "worker_pid", p.pid)
+		s.finish(result{})
+	case opReopen:
+		s.log.Info("worker writes the reopened access log", "gen", p.gen, "worker_pid", p.pid)
 		s.finish(result{})
 	}
 }
@@ -232,10 +244,11 @@ func (s *supervisor) nextFailed(reason string) {
 		}
 		s.crashed()
 		s.startNext()
-	case opRotate:
-		s.log.Error("key rotation failed, old worker still serving", "reason", reason)
+	case opRotate, opReopen:
+		s.log.Error(s.nextWhy+" failed, old worker still serving", "reason", reason)
 		s.finish(result{})
 	default:
+		s.count(counters.ReloadsFailed)
 		s.log.Error("reload failed, old worker still serving", "reason", reason)
 		s.finish(result{err: fmt.Errorf("reload failed, old config still serving: %s", reason)})
 	}

@@ -96,7 +96,7 @@ func (wc workerCommand) check() error {
 
 // spawn starts worker generation gen with the listener files and sends its
 // start-up messages. Its progress arrives on events.
-func spawn(wc workerCommand, gen int, lns []*os.File, config []byte, keys [][32]byte, events chan<- procEvent, done <-chan struct{}) (*proc, error) {
+func spawn(wc workerCommand, gen int, files []*os.File, config []byte, keys [][32]byte, events chan<- procEvent, done <-chan struct{}) (*proc, error) {
 	if err := wc.check(); err != nil {
 		return nil, err
 	}
@@ -109,7 +109,7 @@ func spawn(wc workerCommand, gen int, lns []*os.File, config []byte, keys [][32]
 		Args:       wc.args,
 		Stdout:     os.Stdout,
 		Stderr:     os.Stderr,
-		ExtraFiles: append([]*os.File{theirs}, lns...),
+		ExtraFiles: append([]*os.File{theirs}, files...),
 	}
 	if wc.start != nil {
 		err = wc.start(cmd)

@@ -25,6 +25,7 @@ import (
 
 	"github.com/cloudflare/tableflip"
 
+	"srp/supervisor/counters"
 	"srp/supervisor/link"
 )
 
@@ -36,6 +37,9 @@ type Options struct {
 	// Validate checks a config before any worker sees it; nil accepts anything.
 	Validate func(path string, data []byte) error
 	PIDFile  string // written once serving; "" means no pidfile and no control socket
+	// AccessLog is the file workers write their access log to, opened by
+	// the supervisor and reopened on SIGUSR1; "" hands them none.
+	AccessLog string
 
 	ReadyTimeout time.Duration // how long a new worker or binary may take to be ready; default 30s
 	DrainTimeout time.Duration // how long a retiring worker may drain before it is killed; default 30s
@@ -74,7 +78,9 @@ type supervisor struct {
 	upg    *tableflip.Upgrader
 	w      world // what the lifecycle does outside this struct
 	wc     workerCommand
-	files  []*os.File   // listener duplicates handed to every worker
+	files  []*os.File // listener duplicates handed to every worker
+	region *counters.Region
+	logf   *os.File     // the access log file, handed to every worker; nil without one
 	ctl    net.Listener // control socket; nil without a pidfile
 	keys   [][32]byte   // session-ticket keys, newest first
 	keysAt time.Time    // when keys[0] was made
@@ -92,6 +98,7 @@ type supervisor struct {
 	waiters   []chan<- result // of op
 	reloadQ   queue
 	upgradeQ  queue
+	reopenQ   bool          // SIGUSR1: the access log was reopened; workers take the new file
 	handover  *net.UnixConn // from the supervisor we took over from, until we serve
 	crashes   []time.Time
 	respawnAt time.Time // zero: no respawn scheduled
@@ -115,7 +122,7 @@ func Run(o Options) error {
 	}
 	s := newSupervisor(o)
 	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR2, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
 	if err := s.setup(); err != nil {
 		s.tellOld(err)
@@ -195,6 +202,12 @@ func (s *supervisor) setup() error {
 		}
 	}
 	s.keysAt = s.w.now() // a key handed over is as good as new to us
+	if err := s.openCounters(); err != nil {
+		return err
+	}
+	if err := s.openAccessLog(); err != nil {
+		return err
+	}
 	if s.wc, err = newWorkerCommand(s.o.WorkerArgs); err != nil {
 		return err
 	}
@@ -302,6 +315,8 @@ func (s *supervisor) onSignal(sig os.Signal) {
 		s.onRequest(request{op: link.OpReload})
 	case syscall.SIGUSR2:
 		s.onRequest(request{op: link.OpUpgrade})
+	case syscall.SIGUSR1:
+		s.onReopen()
 	default:
 		if s.stopping {
 			s.log.Info("signal ignored: already stopping", "signal", sig.String())

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"srp/supervisor/counters"
 	"srp/supervisor/link"
 )
 
@@ -35,6 +36,7 @@ type upgradeResult struct {
 // through s.upgraded.
 func (s *supervisor) startUpgrade() {
 	if err := s.w.upgrade(s.keys); err != nil {
+		s.count(counters.UpgradesFailed)
 		s.log.Error("upgrade failed", "err", err)
 		s.finish(result{err: fmt.Errorf("upgrade failed: %w", err)})
 		return
@@ -85,6 +87,7 @@ func (s *supervisor) onUpgraded(r upgradeResult) {
 				s.log.Error("pidfile", "err", err)
 			}
 		}
+		s.count(counters.UpgradesOK)
 		// Nothing queued may start here: this supervisor is retiring.
 		s.answer(result{msg: fmt.Sprintf("upgraded: srp pid %d serving", pid)})
 		s.shutdown(nil)
@@ -98,6 +101,7 @@ func (s *supervisor) onUpgraded(r upgradeResult) {
 	if text != "" {
 		reason = text + " (" + reason + ")"
 	}
+	s.count(counters.UpgradesFailed)
 	s.log.Error("upgrade failed, old binary still serving", "reason", reason)
 	s.finish(result{err: fmt.Errorf("upgrade failed, old binary still serving: %s", reason)})
 }

@@ -37,7 +37,7 @@ func (s *supervisor) realWorld() world {
 		pid:       os.Getpid(),
 		hasParent: s.upg.HasParent(),
 		spawn: func(gen int, config []byte, keys [][32]byte) (*proc, error) {
-			return spawn(s.wc, gen, s.files, config, keys, s.events, s.done)
+			return spawn(s.wc, gen, s.workerFiles(), config, keys, s.events, s.done)
 		},
 		upgrade: s.handOver,
 		ready:   s.signalReady,

@@ -4,11 +4,14 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"os"
 	"os/signal"
 	"syscall"
 
 	"srp/registry"
+	"srp/supervisor/counters"
 	"srp/supervisor/link"
+	"srp/worker/accesslog"
 )
 
 // Process is a worker process's start-up, in its one safe order: take over
@@ -24,6 +27,10 @@ type Process struct {
 	// supervisor's order, onto the worker's options.
 	Options func(*registry.Snapshot, []net.Listener) Options
 	Logger  *slog.Logger
+	// AccessLog is the access log's format; LogFile says the supervisor
+	// hands over a file for it, else it goes to standard error.
+	AccessLog accesslog.Format
+	LogFile   bool
 }
 
 // RunProcess serves until the supervisor says to drain or goes away, and
@@ -34,10 +41,15 @@ func RunProcess(p Process) int {
 	// process group (Ctrl-C, a terminal hangup): only SIGTERM and SIGINT
 	// mean anything here, and they mean drain.
 	signal.Ignore(syscall.SIGHUP, syscall.SIGUSR2)
-	w, err := link.Attach(p.Listeners)
+	w, err := link.Attach(p.Listeners, p.LogFile)
 	if err != nil {
 		log.Error("worker start", "err", err)
 		return 2
+	}
+	region, err := counters.Open(w.Counters)
+	if err != nil {
+		w.Fail(err)
+		return 1
 	}
 	snap, err := registry.Parse(p.ConfigPath, w.Config)
 	if err != nil {
@@ -58,7 +70,14 @@ func RunProcess(p Process) int {
 		return 1
 	}
 	o := p.Options(snap, w.Listeners)
-	o.TicketKeys = w.TicketKeys
+	o.TicketKeys, o.Counters = w.TicketKeys, region
+	if p.AccessLog != accesslog.Off {
+		out := w.AccessLog
+		if out == nil {
+			out = os.Stderr // shared with the event log, one write per line
+		}
+		o.AccessLog = accesslog.New(p.AccessLog, out)
+	}
 	ready := func() {
 		if err := w.Ready(); err != nil {
 			log.Error("report ready", "err", err)

@@ -17,6 +17,7 @@ import (
 	"srp/supervisor"
 	"srp/supervisor/link"
 	"srp/worker"
+	"srp/worker/accesslog"
 )
 
 // runFlags are the flags of "srp" itself.
@@ -33,6 +34,8 @@ type runFlags struct {
 	pidfile       string
 	timeout       time.Duration
 	user          string
+	accessLog     string
+	accessLogFile string
 }
 
 func newRunFlags(stderr io.Writer) (*flag.FlagSet, *runFlags) {
@@ -55,7 +58,18 @@ func newRunFlags(stderr io.Writer) (*flag.FlagSet, *runFlags) {
 	fs.StringVar(&f.pidfile, "pidfile", "", "`file` to write the serving supervisor's PID to once ready")
 	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "backend response-header timeout and drain limit")
 	fs.StringVar(&f.user, "user", "", "run workers as `user[:group]` (srp must start as root; never root itself; default: srp's own user)")
+	fs.StringVar(&f.accessLog, "access-log", "off", "access log `format`: off, json or combined")
+	fs.StringVar(&f.accessLogFile, "access-log-file", "", "`file` the access log is appended to, reopened on SIGUSR1 (default: standard error)")
 	return fs, f
+}
+
+// logFile is the access log file the supervisor opens and hands to
+// workers; "" when they write the log to standard error, or write none.
+func (f *runFlags) logFile() string {
+	if f.accessLog == "off" {
+		return ""
+	}
+	return f.accessLogFile
 }
 
 // listenAddrs are the sockets srp serves: the plain-HTTP port, or in HTTPS
@@ -70,7 +84,7 @@ func (f *runFlags) listenAddrs() []string {
 // workerOptions maps the run flags onto a worker serving lns, which are in
 // the order listenAddrs gives.
 func (f *runFlags) workerOptions(snap *registry.Snapshot, lns []net.Listener, log *slog.Logger) worker.Options {
-	o := worker.Options{Snapshot: snap, HTTP: lns[0], Timeout: f.timeout, Logger: log}
+	o := worker.Options{Snapshot: snap, HTTP: lns[0], Timeout: f.timeout, Logger: log, Version: version}
 	if len(lns) > 1 {
 		o.HTTPS = lns[1]
 		o.ACME = &worker.ACME{URL: f.url, CacheDir: f.certs, Directory: f.acmeDirectory, CAFile: f.acmeCA, Email: f.email}
@@ -80,7 +94,7 @@ func (f *runFlags) workerOptions(snap *registry.Snapshot, lns []net.Listener, lo
 
 // lockdownPaths says what srp touches once it serves; workers run as user.
 func (f *runFlags) lockdownPaths(user *platform.Credential) platform.Paths {
-	p := platform.Paths{Config: f.config, CertCache: f.certs, ACMECA: f.acmeCA, ACME: f.url != "", User: user}
+	p := platform.Paths{Config: f.config, CertCache: f.certs, ACMECA: f.acmeCA, ACME: f.url != "", User: user, AccessLog: f.logFile()}
 	if f.pidfile != "" {
 		p.PIDFileDir = filepath.Dir(f.pidfile)
 	}
@@ -102,6 +116,10 @@ func cmdRun(args []string, stderr io.Writer) int {
 		return code
 	}
 	log := newLogger(stderr, "supervisor")
+	if _, err := accesslog.Parse(f.accessLog); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
 	user, err := platform.WorkerCredential(f.user)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -117,6 +135,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 			return err
 		},
 		PIDFile:      f.pidfile,
+		AccessLog:    f.logFile(),
 		ReadyTimeout: max(f.timeout, 5*time.Second),
 		DrainTimeout: f.timeout,
 		Logger:       log,
@@ -138,9 +157,16 @@ func cmdWorker(args []string, stderr io.Writer) int {
 		return code
 	}
 	log := newLogger(stderr, "worker")
+	format, err := accesslog.Parse(f.accessLog)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
 	return worker.RunProcess(worker.Process{
 		ConfigPath: f.config,
 		Listeners:  len(f.listenAddrs()),
+		AccessLog:  format,
+		LogFile:    f.logFile() != "",
 		// Everything the worker reads from here on is in the platform table.
 		Lockdown: func() error { return platform.Lockdown(platform.Worker, f.lockdownPaths(nil), log) },
 		Options: func(snap *registry.Snapshot, lns []net.Listener) worker.Options {

@@ -8,8 +8,9 @@ import (
 	"os"
 )
 
-// A worker process finds its control socket at fd 3 and the listeners, in
-// the supervisor's order, from fd 4 on (exec.Cmd.ExtraFiles numbering).
+// A worker process finds its control socket at fd 3, the listeners, in
+// the supervisor's order, from fd 4 on (exec.Cmd.ExtraFiles numbering),
+// then the counter region, then the access log file if it has one.
 const (
 	ControlFD   = 3
 	FirstListen = 4
@@ -21,13 +22,16 @@ type Worker struct {
 	Config     []byte         // the config file's bytes, validated by the supervisor
 	TicketKeys [][32]byte     // TLS session-ticket keys owned by the supervisor, current first
 	Listeners  []net.Listener // in the order of the supervisor's addresses
+	Counters   *os.File       // the shared counter region (supervisor/counters)
+	AccessLog  *os.File       // the access log file; nil when none was handed over
 
 	conn *net.UnixConn
 }
 
 // Attach takes over the descriptors a supervisor handed this process and
-// reads its start-up messages. n is the number of listeners to expect.
-func Attach(n int) (*Worker, error) {
+// reads its start-up messages. n is the number of listeners to expect,
+// withLog whether an access log file follows the counter region.
+func Attach(n int, withLog bool) (*Worker, error) {
 	f := os.NewFile(ControlFD, "control")
 	if f == nil {
 		return nil, errors.New("no control socket: srp worker is started by the supervisor only")
@@ -52,6 +56,14 @@ func Attach(n int) (*Worker, error) {
 			return nil, fmt.Errorf("inherit listener %d: %w", i, err)
 		}
 		w.Listeners = append(w.Listeners, ln)
+	}
+	w.Counters = os.NewFile(uintptr(FirstListen+n), "counters")
+	if withLog {
+		w.AccessLog = os.NewFile(uintptr(FirstListen+n+1), "access log")
+	}
+	if w.Counters == nil || withLog && w.AccessLog == nil {
+		w.close()
+		return nil, errors.New("the supervisor handed over too few descriptors")
 	}
 	for w.Config == nil || w.TicketKeys == nil {
 		m, err := Read(uc)
