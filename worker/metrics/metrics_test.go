@@ -138,3 +138,29 @@ func BenchmarkRequest(b *testing.B) {
 }
 
 func goVersion() string { return runtime.Version() }
+
+func TestSnapshotAndQuantile(t *testing.T) {
+	s := New(counters.Local(), testServices, Extra{BackendUp: func(_, b string) bool { return b == "127.0.0.1:3001" }})
+	for i := range 100 {
+		s.Request(&observe.Request{Service: "app.test", Status: 200, Duration: time.Duration(i+1) * time.Millisecond})
+	}
+	s.Attempt("app.test", "127.0.0.1:3002", false, 0, observe.Timeout)
+	snap := s.Snapshot()
+	if len(snap.Services) != 2 || snap.Services[0].Name != "" || snap.Services[1].Name != "app.test" {
+		t.Fatalf("services %+v", snap.Services)
+	}
+	app := snap.Services[1]
+	if app.Requests[200-100] != 100 || len(app.Backends) != 2 || !app.Backends[0].Up || app.Backends[1].Up || app.Backends[1].Errors != 1 {
+		t.Fatalf("app.test %+v", app)
+	}
+	// 1..100 ms: the median falls in the 25-50 ms bucket, p99 in 50-100 ms.
+	if p50 := Quantile(0.5, app.Buckets); p50 < 25*time.Millisecond || p50 > 50*time.Millisecond {
+		t.Errorf("p50 %v", p50)
+	}
+	if p99 := Quantile(0.99, app.Buckets); p99 < 50*time.Millisecond || p99 > 100*time.Millisecond {
+		t.Errorf("p99 %v", p99)
+	}
+	if q := Quantile(0.5, [len(Buckets) + 1]uint64{}); q != 0 {
+		t.Errorf("quantile of nothing %v", q)
+	}
+}
