@@ -20,7 +20,6 @@ func TestConnsCountAcceptToClose(t *testing.T) {
 	var conns Conns
 	ln := Listen(raw, 0, slog.New(slog.DiscardHandler), &conns)
 	defer ln.Close()
-	var clients []net.Conn
 	var served []*Conn
 	for range 3 {
 		c, err := net.Dial("tcp", raw.Addr().String())
@@ -28,7 +27,6 @@ func TestConnsCountAcceptToClose(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		clients = append(clients, c)
 		s, err := ln.Accept()
 		if err != nil {
 			t.Fatal(err)
