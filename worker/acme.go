@@ -74,9 +74,10 @@ func newHTTPSMode(o Options, rt *router) (*httpsMode, error) {
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	cache := &loggedCache{Cache: autocert.DirCache(a.CacheDir), log: o.Logger, issued: func() { rt.metrics.ACMEOrder(true) }}
 	m := &autocert.Manager{
 		Prompt:     autocert.AcceptTOS, // running in HTTPS mode is the operator's consent
-		Cache:      &loggedCache{Cache: autocert.DirCache(a.CacheDir), log: o.Logger},
+		Cache:      cache,
 		HostPolicy: hostPolicy(hosts),
 		Email:      a.Email,
 		Client: &acme.Client{
@@ -85,7 +86,9 @@ func newHTTPSMode(o Options, rt *router) (*httpsMode, error) {
 			HTTPClient:   &http.Client{Timeout: acmeHTTPTimeout, Transport: transport},
 		},
 	}
-	g := &certGetter{get: m.GetCertificate, hosts: hosts, log: o.Logger, rest: readHeaderTimeout}
+	g := &certGetter{get: m.GetCertificate, hosts: hosts, log: o.Logger, rest: readHeaderTimeout,
+		failed: func() { rt.metrics.ACMEOrder(false) }}
+	rt.metrics.SetCertExpiry(certExpiry(cache.Cache, hosts))
 	tc := &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		// TLS 1.2 is limited to forward-secret AEAD suites; TLS 1.3's are all fine.
@@ -206,10 +209,11 @@ func isIP(host string) bool {
 
 // certGetter wraps autocert's GetCertificate for the HTTPS listener.
 type certGetter struct {
-	get   func(*tls.ClientHelloInfo) (*tls.Certificate, error)
-	hosts map[string]bool
-	log   *slog.Logger
-	rest  time.Duration // the rest of the handshake, once the certificate is there
+	get    func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	hosts  map[string]bool
+	log    *slog.Logger
+	failed func()        // no certificate for a configured name: its order failed
+	rest   time.Duration // the rest of the handshake, once the certificate is there
 }
 
 // getCertificate lets a first handshake wait for its certificate. The
@@ -232,6 +236,7 @@ func (g *certGetter) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificat
 		level := slog.LevelDebug
 		if g.hosts[registry.NormalizeHost(hello.ServerName)] && !errors.Is(err, errNotConfigured) {
 			level = slog.LevelWarn
+			g.failed()
 		}
 		g.log.Log(context.Background(), level, "acme: no certificate for handshake", "sni", hello.ServerName, "took", time.Since(start).Round(time.Millisecond).String(), "err", err)
 	}
@@ -243,7 +248,8 @@ func (g *certGetter) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificat
 // then serves the certificate from memory and loses it on restart.
 type loggedCache struct {
 	autocert.Cache
-	log *slog.Logger
+	log    *slog.Logger
+	issued func() // a certificate was stored: an order succeeded
 }
 
 func (c *loggedCache) Put(ctx context.Context, key string, data []byte) error {
@@ -255,6 +261,7 @@ func (c *loggedCache) Put(ctx context.Context, key string, data []byte) error {
 	// Keys: "acme_account+key", "HOST", "HOST+rsa", "HOST+token", "TOKEN+http-01".
 	if host, kind, _ := strings.Cut(key, "+"); kind == "" || kind == "rsa" {
 		c.log.Info("acme: certificate stored", "host", host, "rsa", kind == "rsa")
+		c.issued()
 	}
 	return nil
 }

@@ -2,6 +2,8 @@ package worker
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"os"
@@ -144,4 +146,22 @@ func selfSignedPEM(t *testing.T) []byte {
 	t.Helper()
 	cert, _ := testkit.SelfSigned(t, "app.test")
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})
+}
+
+// A cached certificate's expiry is read from autocert's format: the key,
+// then the chain.
+func TestLeafExpiry(t *testing.T) {
+	cert, _ := testkit.SelfSigned(t, "app.test")
+	key, err := x509.MarshalECPrivateKey(cert.PrivateKey.(*ecdsa.PrivateKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := append(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: key}),
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})...)
+	if got, ok := leafExpiry(data); !ok || !got.Equal(cert.Leaf.NotAfter) {
+		t.Errorf("expiry %v %v, want %v", got, ok, cert.Leaf.NotAfter)
+	}
+	if _, ok := leafExpiry(data[:len(data)/3]); ok {
+		t.Error("a cache entry without a certificate gave an expiry")
+	}
 }

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -218,6 +220,22 @@ func TestHTTPSHTTP01(t *testing.T) {
 		if strings.HasPrefix(r.URL.Path, "/.well-known/") {
 			t.Errorf("challenge request reached the backend: %s", r.URL)
 		}
+	}
+	// The metrics show the order and the certificate's expiry.
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", httpPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	expiry := regexp.MustCompile(`(?m)^srp_tls_certificate_expiry_timestamp_seconds\{host="www\.srp\.test"\} (\d+)$`).FindSubmatch(metrics)
+	if expiry == nil {
+		t.Errorf("no certificate expiry for www.srp.test in /metrics:\n%s", metrics)
+	} else if at, _ := strconv.ParseInt(string(expiry[1]), 10, 64); at <= time.Now().Unix() {
+		t.Errorf("certificate expiry %d is not in the future", at)
+	}
+	if !regexp.MustCompile(`(?m)^srp_acme_orders_total\{result="ok"\} [1-9]`).Match(metrics) {
+		t.Errorf("no successful order counted in /metrics:\n%s", metrics)
 	}
 }
 

@@ -97,6 +97,19 @@ type Extra struct {
 	CertExpiry func() map[string]time.Time
 }
 
+// SetCertExpiry gives the source of the certificate expiry gauge, known
+// only once HTTPS mode is set up; call it before serving.
+func (s *Set) SetCertExpiry(f func() map[string]time.Time) { s.extra.CertExpiry = f }
+
+// CertExpiry lists the expiry of each certificate held, by host; nil
+// outside HTTPS mode.
+func (s *Set) CertExpiry() map[string]time.Time {
+	if s.extra.CertExpiry == nil {
+		return nil
+	}
+	return s.extra.CertExpiry()
+}
+
 // Service is a proxied service and its backends, as the config names them.
 type Service struct {
 	Name     string
