@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"srp/worker"
+	"srp/worker/accesslog"
 )
 
 // BenchmarkProxyRaw measures the worker's request path alone: the client
@@ -23,10 +25,28 @@ import (
 // cpu-ns/op is the process's CPU time (user+system) per request: on a
 // machine shared with other work it varies far less than sec/op.
 func BenchmarkProxyRaw(b *testing.B) {
+	benchProxyRaw(b, func(testing.TB) worker.Options { return worker.Options{} })
+}
+
+// BenchmarkProxyRawAccessLog is BenchmarkProxyRaw with the access log on,
+// JSON lines written to /dev/null: the difference between the two is what
+// a line costs on the request path (formatting, the lock, the write).
+func BenchmarkProxyRawAccessLog(b *testing.B) {
+	benchProxyRaw(b, func(tb testing.TB) worker.Options {
+		f, err := os.OpenFile(os.DevNull, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { f.Close() })
+		return worker.Options{AccessLog: accesslog.New(accesslog.JSON, f)}
+	})
+}
+
+func benchProxyRaw(b *testing.B, opts func(testing.TB) worker.Options) {
 	for _, size := range []int{64, 16 << 10} {
 		b.Run(fmt.Sprintf("body=%d", size), func(b *testing.B) {
 			backend := rawBackend(b, size)
-			base := startWorker(b, fmt.Sprintf(`{"Services": {"app.test": {"Backends": [%q]}}}`, backend), worker.Options{})
+			base := startWorker(b, fmt.Sprintf(`{"Services": {"app.test": {"Backends": [%q]}}}`, backend), opts(b))
 			addr := strings.TrimPrefix(base, "http://")
 			b.SetBytes(int64(size))
 			b.ReportAllocs()
