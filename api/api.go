@@ -1,6 +1,7 @@
 // Package api serves srp's internal endpoints, for clients inside one
 // subnet: GET /services lists the healthy backends of every proxied
-// service as JSON, and GET /metrics gives srp's metrics to Prometheus.
+// service as JSON, GET /metrics gives srp's metrics to Prometheus, and
+// GET /status is a page for people (worker/status).
 //
 // Access is decided by the socket's peer address alone; no header can grant it.
 package api
@@ -17,6 +18,7 @@ import (
 const (
 	Path        = "/services"
 	MetricsPath = "/metrics"
+	StatusPath  = "/status"
 )
 
 // Healthy returns the backends of svc that currently pass their checks.
@@ -27,26 +29,28 @@ type service struct {
 	Backends   []string
 }
 
-// Handler answers GET /services from clients inside the snapshot's API subnet.
+// Handler answers the API's paths from clients inside the snapshot's API subnet.
 type Handler struct {
 	snap    *registry.Snapshot
 	healthy Healthy
 	metrics http.Handler
+	status  http.Handler
 }
 
 // New returns the API for snap, or nil when the config enables no API.
-// metrics answers GET /metrics.
-func New(snap *registry.Snapshot, healthy Healthy, metrics http.Handler) *Handler {
+// metrics answers GET /metrics and status GET /status; a nil one leaves
+// its path unanswered (404).
+func New(snap *registry.Snapshot, healthy Healthy, metrics, status http.Handler) *Handler {
 	if _, ok := snap.APISubnet(); !ok {
 		return nil
 	}
-	return &Handler{snap: snap, healthy: healthy, metrics: metrics}
+	return &Handler{snap: snap, healthy: healthy, metrics: metrics, status: status}
 }
 
 // Match reports whether r is an API request from an allowed client. A nil
 // Handler matches nothing, so callers need not check whether the API is on.
 func (h *Handler) Match(r *http.Request) bool {
-	if h == nil || r.URL.Path != Path && (r.URL.Path != MetricsPath || h.metrics == nil) {
+	if h == nil || h.handler(r.URL.Path) == nil && r.URL.Path != Path {
 		return false
 	}
 	subnet, _ := h.snap.APISubnet()
@@ -64,14 +68,25 @@ func Allowed(subnet netip.Prefix, remoteAddr string) bool {
 	return subnet.Contains(ap.Addr().Unmap().WithZone(""))
 }
 
+// handler returns what serves path besides /services, or nil.
+func (h *Handler) handler(path string) http.Handler {
+	switch path {
+	case MetricsPath:
+		return h.metrics
+	case StatusPath:
+		return h.status
+	}
+	return nil
+}
+
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, http.StatusText(http.StatusMethodNotAllowed), http.StatusMethodNotAllowed)
 		return
 	}
-	if r.URL.Path == MetricsPath {
-		h.metrics.ServeHTTP(w, r)
+	if sub := h.handler(r.URL.Path); sub != nil {
+		sub.ServeHTTP(w, r)
 		return
 	}
 	out := make(map[string]service)

@@ -73,7 +73,7 @@ func downExcept(up ...string) Healthy {
 }
 
 func TestServicesListsHealthyBackendsOfProxiedServices(t *testing.T) {
-	h := New(parse(t, config), downExcept("127.0.0.1:3002"), nil)
+	h := New(parse(t, config), downExcept("127.0.0.1:3002"), nil, nil)
 	r := httptest.NewRequest("GET", "/services", nil)
 	r.RemoteAddr = "10.0.0.9:4000"
 	if !h.Match(r) {
@@ -110,7 +110,7 @@ func TestServicesListsHealthyBackendsOfProxiedServices(t *testing.T) {
 }
 
 func TestMatch(t *testing.T) {
-	h := New(parse(t, config), downExcept(), nil)
+	h := New(parse(t, config), downExcept(), nil, nil)
 	for _, tc := range []struct {
 		path, remote string
 		header       map[string]string
@@ -135,7 +135,7 @@ func TestMatch(t *testing.T) {
 }
 
 func TestOffWithoutSubnet(t *testing.T) {
-	h := New(parse(t, `{"Services": {"app.test": {"Backends": ["127.0.0.1:3001"]}}}`), downExcept(), nil)
+	h := New(parse(t, `{"Services": {"app.test": {"Backends": ["127.0.0.1:3001"]}}}`), downExcept(), nil, nil)
 	if h != nil {
 		t.Fatal("API on without API.Subnet")
 	}
@@ -147,7 +147,7 @@ func TestOffWithoutSubnet(t *testing.T) {
 }
 
 func TestOnlyGetAndHead(t *testing.T) {
-	h := New(parse(t, config), downExcept(), nil)
+	h := New(parse(t, config), downExcept(), nil, nil)
 	for method, want := range map[string]int{"GET": 200, "HEAD": 200, "POST": 405, "DELETE": 405} {
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, httptest.NewRequest(method, "/services", nil))
@@ -157,5 +157,48 @@ func TestOnlyGetAndHead(t *testing.T) {
 		if w.Code == http.StatusMethodNotAllowed && w.Header().Get("Allow") == "" {
 			t.Errorf("%s: 405 without Allow", method)
 		}
+	}
+}
+
+// TestMetricsAndStatus: each path is answered by its own handler, under
+// the same access rule as /services, and only when that handler is given.
+func TestMetricsAndStatus(t *testing.T) {
+	named := func(name string) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte(name)) })
+	}
+	on := New(parse(t, config), downExcept(), named("metrics"), named("status"))
+	off := New(parse(t, config), downExcept(), nil, nil)
+	for _, tc := range []struct {
+		h            *Handler
+		path, remote string
+		want         string // the body served; "" for no match
+	}{
+		{on, MetricsPath, "10.0.0.9:1", "metrics"},
+		{on, StatusPath, "10.0.0.9:1", "status"},
+		{on, StatusPath, "[::ffff:10.0.0.9]:1", "status"},
+		{on, StatusPath, "192.168.1.9:1", ""},
+		{on, StatusPath + "/", "10.0.0.9:1", ""},
+		{off, MetricsPath, "10.0.0.9:1", ""},
+		{off, StatusPath, "10.0.0.9:1", ""},
+	} {
+		r := httptest.NewRequest("GET", tc.path, nil)
+		r.RemoteAddr = tc.remote
+		if got := tc.h.Match(r); got != (tc.want != "") {
+			t.Errorf("Match(%s from %s) = %v, want %v", tc.path, tc.remote, got, tc.want != "")
+			continue
+		}
+		if tc.want == "" {
+			continue
+		}
+		w := httptest.NewRecorder()
+		tc.h.ServeHTTP(w, r)
+		if w.Code != 200 || w.Body.String() != tc.want {
+			t.Errorf("GET %s: status %d, body %q, want %q", tc.path, w.Code, w.Body.String(), tc.want)
+		}
+	}
+	w := httptest.NewRecorder()
+	on.ServeHTTP(w, httptest.NewRequest("POST", StatusPath, nil))
+	if w.Code != http.StatusMethodNotAllowed {
+		t.Errorf("POST %s: status %d, want 405", StatusPath, w.Code)
 	}
 }

@@ -46,6 +46,7 @@ import (
 	"srp/worker/guard"
 	"srp/worker/metrics"
 	"srp/worker/observe"
+	"srp/worker/status"
 	"srp/worker/upstream"
 )
 
@@ -96,7 +97,7 @@ func Run(ctx context.Context, o Options, ready func()) error {
 		o.Logger = slog.Default()
 	}
 
-	rt, checker := build(o)
+	rt, checker, st := wire(o)
 	s := newServers(rt, o)
 	s.conns.Observe = rt.metrics.Conn
 	defer s.closeBackends()
@@ -131,6 +132,9 @@ func Run(ctx context.Context, o Options, ready func()) error {
 	defer stopHealth()
 	go checker.Run(hctx)
 	go s.fast.SweepEvery(hctx, sweepInterval)
+	if rt.api != nil {
+		go st.Run(hctx) // the status page's rates; nobody can ask for it without the API
+	}
 
 	// In HTTPS mode the plain listener redirects rather than proxies, so
 	// only the router's own listeners have a fast path.
@@ -155,6 +159,12 @@ func Run(ctx context.Context, o Options, ready func()) error {
 
 // build wires the router and the health checker for o.Snapshot.
 func build(o Options) (*router, *health.Checker) {
+	rt, checker, _ := wire(o)
+	return rt, checker
+}
+
+// wire is build, also returning the status page, whose sampler Run starts.
+func wire(o Options) (*router, *health.Checker, *status.Handler) {
 	backends := newTransport(o.Timeout)
 	errs := newErrorHandler(o.Logger)
 	rt := &router{snap: o.Snapshot, routes: map[*registry.Service]*route{}, draining: new(atomic.Bool), errs: errs}
@@ -195,6 +205,7 @@ func build(o Options) (*router, *health.Checker) {
 		}
 	}
 	checker = health.New(targets, hopts)
-	rt.api = api.New(o.Snapshot, rt.healthy, rt.metrics)
-	return rt, checker
+	st := status.New(status.Options{Snapshot: rt.metrics.Snapshot, Version: o.Version})
+	rt.api = api.New(o.Snapshot, rt.healthy, rt.metrics, st)
+	return rt, checker, st
 }
