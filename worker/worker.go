@@ -205,7 +205,11 @@ func wire(o Options) (*router, *health.Checker, *status.Handler) {
 		}
 	}
 	checker = health.New(targets, hopts)
-	st := status.New(status.Options{Snapshot: rt.metrics.Snapshot, Version: o.Version})
+	so := status.Options{Snapshot: rt.metrics.Snapshot, Version: o.Version}
+	if o.ACME != nil {
+		so.CertExpiry = rt.metrics.CertExpiry // its source is set up with HTTPS mode, in Run
+	}
+	st := status.New(so)
 	rt.api = api.New(o.Snapshot, rt.healthy, rt.metrics, st)
 	return rt, checker, st
 }
