@@ -13,17 +13,21 @@ import (
 )
 
 // request is a reload or upgrade asked for by a signal (reply nil) or a
-// control-socket client.
+// control-socket client, or a control client's status query (status set).
 type request struct {
-	op    string
-	reply chan<- result
+	op     string
+	reply  chan<- result
+	status chan<- statusSnap // buffered; answered at once
 }
 
 // result is the outcome of one operation, sent to every waiter.
 type result struct {
-	err error  // nil on success; its lines are printed one per line
-	msg string // what happened, on success
+	err      error  // nil on success; its lines are printed one per line
+	msg      string // what happened, on success
+	rejected bool   // err is the config's problems: nothing was started
 }
+
+var errShuttingDown = errors.New("srp is shutting down")
 
 // serveControl answers clients on ln until it is closed. done is closed when
 // the lifecycle loop has stopped taking requests.
@@ -58,22 +62,32 @@ func handleControl(c net.Conn, requests chan<- request, done <-chan struct{}) {
 		return
 	}
 	var res result
-	if op != link.OpReload && op != link.OpUpgrade {
-		res.err = fmt.Errorf("unknown request %q", op)
-	} else {
+	switch op {
+	case link.OpReload, link.OpUpgrade:
 		reply := make(chan result, 1)
-		select {
-		case requests <- request{op: op, reply: reply}:
+		if res.err = send(requests, done, request{op: op, reply: reply}); res.err == nil {
 			select {
 			case res = <-reply:
 			case <-done:
-				res.err = errors.New("srp is shutting down")
+				res.err = errShuttingDown
 			}
-		case <-done:
-			res.err = errors.New("srp is shutting down")
 		}
+	case link.OpStatus:
+		res = askStatus(requests, done)
+	default:
+		res.err = fmt.Errorf("unknown request %q", op)
 	}
 	link.WriteAnswer(c, res.msg, res.err)
+}
+
+// send hands req to the lifecycle loop, unless it has stopped.
+func send(requests chan<- request, done <-chan struct{}, req request) error {
+	select {
+	case requests <- req:
+		return nil
+	case <-done:
+		return errShuttingDown
+	}
 }
 
 // listenControl opens the control socket at path, replacing a stale socket

@@ -10,8 +10,13 @@ import (
 )
 
 // onRequest queues a reload or upgrade; requests that arrive while one
-// runs are coalesced into a single follow-up.
+// runs are coalesced into a single follow-up. A status query is answered
+// at once.
 func (s *supervisor) onRequest(req request) {
+	if req.op == link.OpStatus {
+		req.status <- s.snapshot()
+		return
+	}
 	if s.stopping {
 		err := errors.New("srp is shutting down")
 		if s.successor != 0 {
@@ -78,7 +83,7 @@ func (s *supervisor) startNext() {
 		if err != nil {
 			s.log.Error("reload rejected, old config still serving", "err", err)
 			s.count(counters.ReloadsRejected)
-			s.finish(result{err: err})
+			s.finish(result{err: err, rejected: true})
 			return
 		}
 		if err := s.rotateKeys(); err != nil {
@@ -130,6 +135,7 @@ func (s *supervisor) finish(r result) {
 
 // answer tells everyone waiting for the operation in flight how it ended.
 func (s *supervisor) answer(r result) {
+	s.noteResult(r)
 	for _, w := range s.waiters {
 		reply(w, r)
 	}

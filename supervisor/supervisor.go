@@ -40,6 +40,11 @@ type Options struct {
 	// AccessLog is the file workers write their access log to, opened by
 	// the supervisor and reopened on SIGUSR1; "" hands them none.
 	AccessLog string
+	// Version is what "srp status" reports this binary as; "" reports none.
+	Version string
+	// CertCache is the ACME certificate cache whose certificates "srp
+	// status" lists; "" (plain HTTP) lists none.
+	CertCache string
 
 	ReadyTimeout time.Duration // how long a new worker or binary may take to be ready; default 30s
 	DrainTimeout time.Duration // how long a retiring worker may drain before it is killed; default 30s
@@ -106,6 +111,13 @@ type supervisor struct {
 	stopping  bool
 	successor int // PID of the binary we handed over to
 	exitErr   error
+
+	// For status: what the loop knows that it does not act on.
+	startedAt   time.Time
+	configAt    time.Time // when the worker's config was read and served
+	parentPID   int       // the supervisor we took over from; 0 if none
+	lastReload  *OpStatus // nil: none yet
+	lastUpgrade *OpStatus // nil: none yet
 
 	events     chan procEvent
 	requests   chan request
@@ -189,7 +201,9 @@ func (s *supervisor) setup() error {
 		return fmt.Errorf("start: %w", err)
 	}
 	s.w = s.realWorld()
+	s.startedAt = s.w.now()
 	if s.upg.HasParent() {
+		s.parentPID = os.Getppid() // tableflip starts us as its child, and waits for us
 		if err := s.takeHandover(); err != nil {
 			return err
 		}

@@ -24,6 +24,7 @@ Usage:
   srp check   -c FILE           validate a config: print "ok", or every problem and exit 1
   srp reload  -pidfile FILE     reload the running srp's config (as SIGHUP) and wait for the result
   srp upgrade -pidfile FILE     hand over to the srp binary now on disk (as SIGUSR2) and wait
+  srp status  -pidfile FILE     show the running srp: PIDs, workers, config, last reload and upgrade (-json)
   srp version                   print the version
 
 Quick start:
@@ -47,6 +48,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 0
 		case "reload", "upgrade":
 			return cmdSignal(args[0], args[1:], stdout, stderr)
+		case "status":
+			return cmdStatus(args[1:], stdout, stderr)
 		case "worker":
 			return cmdWorker(args[1:], stderr)
 		case "help":

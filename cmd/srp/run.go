@@ -136,6 +136,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 		},
 		PIDFile:      f.pidfile,
 		AccessLog:    f.logFile(),
+		Version:      version,
+		CertCache:    f.certCache(),
 		ReadyTimeout: max(f.timeout, 5*time.Second),
 		DrainTimeout: f.timeout,
 		Logger:       log,
