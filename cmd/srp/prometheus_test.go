@@ -182,6 +182,7 @@ func (p *promServer) waitQuery(t *testing.T, q string, d time.Duration, what str
 // upgrades, and then reports exactly the number of requests the clients
 // got answers to.
 func TestPrometheusScrapesExactCounts(t *testing.T) {
+	prometheusBin(t) // skip or fail before starting anything
 	start := time.Now()
 	f := newReloadFleet(t)
 	config := func(i int) string { return metricsConfig(f.sets[i%2]...) }
