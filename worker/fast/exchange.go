@@ -84,7 +84,7 @@ func (f *conn) proxy(r *request) bool {
 		f.bodyFrom -= int64(len(http.StatusText(status)) + 1)
 	}
 	ok := f.write(f.out) == nil && keep
-	f.finish(r, status, "", tries-1)
+	f.finish(r, status, backend, tries-1)
 	return ok
 }
 

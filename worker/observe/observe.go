@@ -21,7 +21,7 @@ type Request struct {
 	Referer   string // the Referer header, for the Combined Log Format
 	UserAgent string // the User-Agent header, likewise
 	RequestID string // "" where srp sets none (redirects, 404s, the API)
-	Backend   string // the backend that answered; "" if none did
+	Backend   string // the backend of the last attempt; "" if none was tried
 	Status    int    // sent to the client; 499 when the client left first
 	Bytes     int64  // response body bytes sent
 	Retries   int    // attempts after the first
