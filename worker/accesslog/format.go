@@ -109,6 +109,8 @@ func appendDigits(b []byte, n, width int) []byte {
 // The times are formatted by hand: time.AppendFormat parses its layout on
 // every call, which would be a good part of a line's cost. Years outside
 // 0000-9999 fall back to it.
+// The two functions below share their shape on purpose: each reads top to
+// bottom as the format it writes.
 
 // appendRFC3339Milli appends t in UTC as 2006-01-02T15:04:05.000Z.
 func appendRFC3339Milli(b []byte, t time.Time) []byte {
