@@ -5,13 +5,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
+	"srp/scripts/testkit"
 	"srp/supervisor/counters"
 )
 
@@ -27,28 +24,9 @@ func scrape(t *testing.T, addr string) map[string]float64 {
 	if resp.StatusCode != 200 {
 		t.Fatalf("GET /metrics: %s", resp.Status)
 	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
+	out, err := testkit.ParseMetrics(resp.Body)
 	if err != nil {
-		t.Fatalf("parse /metrics: %v", err)
-	}
-	out := map[string]float64{}
-	for name, f := range families {
-		for _, m := range f.Metric {
-			var labels []string
-			for _, l := range m.Label {
-				labels = append(labels, l.GetName()+"="+l.GetValue())
-			}
-			key := name + "{" + strings.Join(labels, ",") + "}"
-			switch {
-			case m.Counter != nil:
-				out[key] = m.Counter.GetValue()
-			case m.Gauge != nil:
-				out[key] = m.Gauge.GetValue()
-			case m.Histogram != nil:
-				out[key+"count"] = float64(m.Histogram.GetSampleCount())
-			}
-		}
+		t.Fatal(err)
 	}
 	return out
 }

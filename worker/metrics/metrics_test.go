@@ -7,49 +7,23 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
+	"srp/scripts/testkit"
 	"srp/supervisor/counters"
 	"srp/worker/observe"
 )
 
 var testServices = []Service{{Name: "app.test", Backends: []string{"127.0.0.1:3001", "127.0.0.1:3002"}}}
 
-// parse reads an exposition with the Prometheus project's own parser and
-// returns every sample by its series.
+// parse reads s's exposition as Prometheus does.
 func parse(t *testing.T, s *Set) map[string]float64 {
 	t.Helper()
 	var buf bytes.Buffer
 	if err := s.Write(&buf); err != nil {
 		t.Fatal(err)
 	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := p.TextToMetricFamilies(bytes.NewReader(buf.Bytes()))
+	out, err := testkit.ParseMetrics(&buf)
 	if err != nil {
-		t.Fatalf("exposition does not parse: %v\n%s", err, buf.String())
-	}
-	out := map[string]float64{}
-	for name, f := range families {
-		for _, m := range f.Metric {
-			var labels []string
-			for _, l := range m.Label {
-				labels = append(labels, l.GetName()+"="+l.GetValue())
-			}
-			key := name + "{" + strings.Join(labels, ",") + "}"
-			switch {
-			case m.Counter != nil:
-				out[key] = m.Counter.GetValue()
-			case m.Gauge != nil:
-				out[key] = m.Gauge.GetValue()
-			case m.Histogram != nil:
-				out[key+"count"] = float64(m.Histogram.GetSampleCount())
-				out[key+"sum"] = m.Histogram.GetSampleSum()
-				for _, b := range m.Histogram.Bucket {
-					out[key+"le="+model.FloatString(b.GetUpperBound()).String()] = float64(b.GetCumulativeCount())
-				}
-			}
-		}
+		t.Fatal(err)
 	}
 	return out
 }
