@@ -81,9 +81,6 @@ func (s *servers) observeHTTP(h http.Handler, w http.ResponseWriter, r *http.Req
 		rec.Host, rec.Method, rec.URI, rec.Proto = r.Host, r.Method, r.RequestURI, r.Proto
 		rec.RemoteIP = upstream.ClientIP(r.RemoteAddr)
 		rec.Referer, rec.UserAgent = r.Header.Get("Referer"), r.Header.Get("User-Agent")
-		if v := r.Header["X-Request-Id"]; len(v) == 1 && rec.Service != "" {
-			rec.RequestID = v[0] // set by the router for the requests it proxies
-		}
 		rec.TLS = r.TLS != nil
 		s.obs.Request(rec)
 		o.ResponseWriter = nil

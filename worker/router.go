@@ -61,7 +61,8 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, http.StatusText(http.StatusNotFound), http.StatusNotFound)
 		return
 	}
-	if rec := recordOf(w); rec != nil {
+	rec := recordOf(w)
+	if rec != nil {
 		rec.Service = svc.Host
 	}
 	if svc.Redirect != nil {
@@ -78,7 +79,11 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// client as a second one.
 	r.Header.Del("Expect")
 	// Set on the inbound request so the error log names the ID the backend saw.
-	r.Header["X-Request-Id"] = []string{upstream.RequestID(r)}
+	id := upstream.RequestID(r)
+	r.Header["X-Request-Id"] = []string{id}
+	if rec != nil {
+		rec.RequestID = id
+	}
 	rt.routes[svc].proxy.ServeHTTP(forUpgrade(w, r), r)
 }
 
