@@ -17,7 +17,7 @@ func (s *supervisor) onRequest(req request) {
 		req.status <- s.snapshot()
 		return
 	}
-	if s.stopping {
+	if s.stopping || !s.leaveAt.IsZero() {
 		err := errors.New("srp is shutting down")
 		if s.successor != 0 {
 			err = fmt.Errorf("srp handed over to pid %d; send the request there", s.successor)
@@ -121,6 +121,9 @@ func (s *supervisor) spawnNext(config []byte, why string) error {
 		return err
 	}
 	s.procs[p] = true
+	if !s.leaveAt.IsZero() {
+		p.send(link.Unready, nil) // a respawn while leaving
+	}
 	s.next, s.nextConf, s.readyBy = p, config, s.w.now().Add(s.o.ReadyTimeout)
 	s.log.Info("worker started", "gen", p.gen, "worker_pid", p.pid, "why", why)
 	return nil

@@ -48,10 +48,14 @@ type Options struct {
 
 	ReadyTimeout time.Duration // how long a new worker or binary may take to be ready; default 30s
 	DrainTimeout time.Duration // how long a retiring worker may drain before it is killed; default 30s
-	KeyRotation  time.Duration // how long one session-ticket key encrypts at most; default 24h
-	MaxCrashes   int           // worker deaths within CrashWindow that make srp give up; default 5
-	CrashWindow  time.Duration // default 1m
-	Logger       *slog.Logger  // default slog.Default()
+	// DrainDelay is how long srp keeps serving after SIGTERM or SIGINT
+	// while /ready answers 503, so a balancer takes it out before it
+	// stops accepting; 0 drains at once. A second signal ends the delay.
+	DrainDelay  time.Duration
+	KeyRotation time.Duration // how long one session-ticket key encrypts at most; default 24h
+	MaxCrashes  int           // worker deaths within CrashWindow that make srp give up; default 5
+	CrashWindow time.Duration // default 1m
+	Logger      *slog.Logger  // default slog.Default()
 
 	// Lockdown restricts the supervisor once its sockets are open, before
 	// the first worker starts; nil restricts nothing.
@@ -109,7 +113,8 @@ type supervisor struct {
 	respawnAt time.Time // zero: no respawn scheduled
 	parentUp  bool      // the supervisor we took over from has not exited yet
 	stopping  bool
-	successor int // PID of the binary we handed over to
+	leaveAt   time.Time // when a delayed stop drains; zero when not leaving
+	successor int       // PID of the binary we handed over to
 	exitErr   error
 
 	// For status: what the loop knows that it does not act on.
@@ -320,6 +325,9 @@ func (s *supervisor) nextDeadline() time.Time {
 			d = p.killAt
 		}
 	}
+	if !s.leaveAt.IsZero() && s.leaveAt.Before(d) {
+		d = s.leaveAt
+	}
 	return d
 }
 
@@ -332,12 +340,15 @@ func (s *supervisor) onSignal(sig os.Signal) {
 	case syscall.SIGUSR1:
 		s.onReopen()
 	default:
-		if s.stopping {
+		switch {
+		case s.stopping:
 			s.log.Info("signal ignored: already stopping", "signal", sig.String())
-			return
+		case s.o.DrainDelay > 0 && s.leaveAt.IsZero():
+			s.leave(sig)
+		default:
+			s.log.Info("shutting down", "signal", sig.String())
+			s.shutdown(nil)
 		}
-		s.log.Info("shutting down", "signal", sig.String())
-		s.shutdown(nil)
 	}
 }
 
@@ -367,6 +378,10 @@ func (s *supervisor) onTimer(now time.Time) {
 	if !s.respawnAt.IsZero() && !now.Before(s.respawnAt) || s.rotateDue(now) {
 		s.startNext()
 	}
+	if !s.leaveAt.IsZero() && !now.Before(s.leaveAt) && !s.stopping {
+		s.log.Info("shutting down", "after", s.o.DrainDelay.String())
+		s.shutdown(nil)
+	}
 }
 
 // readLimited reads the file at path, refusing one longer than limit: a
@@ -385,4 +400,17 @@ func readLimited(path string, limit int) ([]byte, error) {
 		return nil, fmt.Errorf("file is larger than the %d MiB a worker accepts", limit>>20)
 	}
 	return data, nil
+}
+
+// leave starts a delayed stop: every worker answers /ready with 503 from
+// now on and serves on until DrainDelay has passed, then srp drains as on
+// any stop. Reloads and upgrades are refused meanwhile.
+func (s *supervisor) leave(sig os.Signal) {
+	s.leaveAt = s.w.now().Add(s.o.DrainDelay)
+	for p := range s.procs {
+		if !p.drained {
+			p.send(link.Unready, nil)
+		}
+	}
+	s.log.Info("leaving: /ready answers 503, draining after the delay", "signal", sig.String(), "delay", s.o.DrainDelay.String())
 }

@@ -275,7 +275,7 @@ type plainHTTPS struct {
 
 func (p *plainHTTPS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	host := registry.NormalizeHost(r.Host)
-	if internalHost(host) || p.rt.snap.Lookup(r.Host) == nil && p.rt.api.Match(r) {
+	if internalHost(host) || p.rt.snap.Lookup(r.Host) == nil && (p.rt.api.Match(r) || r.URL.Path == ReadyPath) {
 		p.rt.ServeHTTP(w, r)
 		return
 	}

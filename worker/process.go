@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 
 	"srp/registry"
@@ -27,6 +28,9 @@ type Process struct {
 	// supervisor's order, onto the worker's options.
 	Options func(*registry.Snapshot, []net.Listener) Options
 	Logger  *slog.Logger
+	// DrainDelay set: srp stops with a delay, so the worker leaves stopping
+	// to its supervisor even when a signal reaches the whole process group.
+	DrainDelay bool
 	// AccessLog is the access log's format; LogFile says the supervisor
 	// hands over a file for it, else it goes to standard error.
 	AccessLog accesslog.Format
@@ -58,10 +62,17 @@ func RunProcess(p Process) int {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	unready := new(atomic.Bool)
 	go func() {
-		log.Info("worker draining", "why", w.WaitDrain())
+		log.Info("worker draining", "why", w.WaitDrain(func() {
+			unready.Store(true)
+			log.Info("worker unready: srp is leaving")
+		}))
 		cancel()
 	}()
+	if p.DrainDelay {
+		signal.Ignore(syscall.SIGTERM, syscall.SIGINT)
+	}
 	sigCtx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := p.Lockdown(); err != nil {
@@ -70,7 +81,7 @@ func RunProcess(p Process) int {
 		return 1
 	}
 	o := p.Options(snap, w.Listeners)
-	o.TicketKeys, o.Counters = w.TicketKeys, region
+	o.TicketKeys, o.Counters, o.Unready = w.TicketKeys, region, unready
 	if p.AccessLog != accesslog.Off {
 		out := w.AccessLog
 		if out == nil {

@@ -31,6 +31,7 @@ type router struct {
 	metrics  *metrics.Set
 	obs      observe.Observer // metrics, and the access log if on
 	draining *atomic.Bool
+	unready  *atomic.Bool // srp is leaving; nil when nobody can say so
 }
 
 func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -52,6 +53,10 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	svc := rt.snap.Lookup(r.Host)
+	if svc == nil && r.TLS == nil && r.URL.Path == ReadyPath {
+		rt.ready(w, r)
+		return
+	}
 	if svc == nil {
 		// The API belongs to the plain-HTTP listener, the one internal clients use.
 		if r.TLS == nil && rt.api.Match(r) {
@@ -159,4 +164,27 @@ func checkRequest(r *http.Request) int {
 		return http.StatusMisdirectedRequest
 	}
 	return 0
+}
+
+// ReadyPath answers whether this srp wants new connections, for a load
+// balancer's health check: on the plain-HTTP listener, for any Host that
+// is not a service, from any client (a balancer is outside API.Subnet).
+const ReadyPath = "/ready"
+
+// ready answers 200 while srp serves on, 503 once it is leaving or
+// draining: a balancer that polls it stops sending new connections before
+// srp stops accepting them.
+func (rt *router) ready(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, http.StatusText(http.StatusMethodNotAllowed), http.StatusMethodNotAllowed)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	if rt.draining.Load() || rt.unready != nil && rt.unready.Load() {
+		http.Error(w, "not ready", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write([]byte("ready\n"))
 }

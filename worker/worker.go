@@ -69,6 +69,9 @@ type Options struct {
 	Counters  *counters.Region
 	Version   string           // reported as srp_build_info's version
 	AccessLog observe.Observer // told of every request; nil: no access log
+	// Unready, once set, makes GET /ready answer 503 while the worker
+	// serves on: srp is leaving. nil: /ready answers 503 only when draining.
+	Unready *atomic.Bool
 
 	// TicketKeys encrypt TLS session tickets, current key first. The
 	// supervisor owns them so a client resumes its session on whichever
@@ -167,7 +170,7 @@ func build(o Options) (*router, *health.Checker) {
 func wire(o Options) (*router, *health.Checker, *status.Handler) {
 	backends := newTransport(o.Timeout)
 	errs := newErrorHandler(o.Logger)
-	rt := &router{snap: o.Snapshot, routes: map[*registry.Service]*route{}, draining: new(atomic.Bool), errs: errs}
+	rt := &router{snap: o.Snapshot, routes: map[*registry.Service]*route{}, draining: new(atomic.Bool), unready: o.Unready, errs: errs}
 	region := o.Counters
 	if region == nil {
 		region = counters.Local()

@@ -36,6 +36,7 @@ type runFlags struct {
 	user          string
 	accessLog     string
 	accessLogFile string
+	drainDelay    time.Duration
 }
 
 func newRunFlags(stderr io.Writer) (*flag.FlagSet, *runFlags) {
@@ -58,6 +59,7 @@ func newRunFlags(stderr io.Writer) (*flag.FlagSet, *runFlags) {
 	fs.StringVar(&f.pidfile, "pidfile", "", "`file` to write the serving supervisor's PID to once ready")
 	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "backend response-header timeout and drain limit")
 	fs.StringVar(&f.user, "user", "", "run workers as `user[:group]` (srp must start as root; never root itself; default: srp's own user)")
+	fs.DurationVar(&f.drainDelay, "drain-delay", 0, "after SIGTERM, answer 503 on /ready and keep serving this long before draining")
 	fs.StringVar(&f.accessLog, "access-log", "off", "access log `format`: off, json or combined")
 	fs.StringVar(&f.accessLogFile, "access-log-file", "", "`file` the access log is appended to, reopened on SIGUSR1 (default: standard error)")
 	return fs, f
@@ -140,6 +142,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		CertCache:    f.certCache(),
 		ReadyTimeout: max(f.timeout, 5*time.Second),
 		DrainTimeout: f.timeout,
+		DrainDelay:   f.drainDelay,
 		Logger:       log,
 		Lockdown:     func() error { return platform.Lockdown(platform.Supervisor, paths, log) },
 		StartWorker:  func(cmd *exec.Cmd) error { return platform.StartWorker(cmd, paths, log) },
@@ -169,6 +172,7 @@ func cmdWorker(args []string, stderr io.Writer) int {
 		Listeners:  len(f.listenAddrs()),
 		AccessLog:  format,
 		LogFile:    f.logFile() != "",
+		DrainDelay: f.drainDelay > 0,
 		// Everything the worker reads from here on is in the platform table.
 		Lockdown: func() error { return platform.Lockdown(platform.Worker, f.lockdownPaths(nil), log) },
 		Options: func(snap *registry.Snapshot, lns []net.Listener) worker.Options {

@@ -31,6 +31,9 @@ const (
 	Ready  Type = 'R' // worker → supervisor: serving; new binary → old: ready, payload is its PID
 	Error  Type = 'E' // worker or new binary → old: why it cannot start, as text
 	Drain  Type = 'D' // supervisor → worker: stop accepting, finish in-flight requests, exit
+	// Unready: supervisor → worker: srp is leaving; answer /ready with 503
+	// and keep serving until Drain.
+	Unready Type = 'U'
 )
 
 func (t Type) String() string {
@@ -45,6 +48,8 @@ func (t Type) String() string {
 		return "error"
 	case Drain:
 		return "drain"
+	case Unready:
+		return "unready"
 	}
 	return fmt.Sprintf("unknown(%#x)", byte(t))
 }
@@ -110,7 +115,7 @@ func Read(r io.Reader) (Message, error) {
 	}
 	m := Message{Type: Type(hdr[0])}
 	switch m.Type {
-	case Config, Keys, Ready, Error, Drain:
+	case Config, Keys, Ready, Error, Drain, Unready:
 	default:
 		return Message{}, fmt.Errorf("%w: message type %s", ErrProtocol, m.Type)
 	}

@@ -16,6 +16,7 @@ func TestMessageRoundTrip(t *testing.T) {
 		{Ready, nil},
 		{Error, []byte("line one\nline two")},
 		{Drain, nil},
+		{Unready, nil},
 	} {
 		if err := Write(&buf, m.Type, m.Payload); err != nil {
 			t.Fatal(err)

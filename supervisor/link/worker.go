@@ -105,15 +105,23 @@ func (w *Worker) Fail(err error) { _ = Write(w.conn, Error, ErrorText(err)) }
 // socket closed), in which case nothing else will ever retire this worker.
 // A malformed message is also a reason to retire: the link can no longer
 // be trusted.
-func (w *Worker) WaitDrain() string {
-	m, err := Read(w.conn)
-	switch {
-	case err == nil && m.Type == Drain:
-		return "supervisor asked to drain"
-	case err == nil:
-		return fmt.Sprintf("unexpected %s message from supervisor", m.Type)
-	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
-		return "supervisor gone"
+//
+// unready is called when the supervisor says srp is leaving: the worker
+// goes on serving, but tells balancers not to send it more.
+func (w *Worker) WaitDrain(unready func()) string {
+	for {
+		m, err := Read(w.conn)
+		switch {
+		case err == nil && m.Type == Unready:
+			unready()
+			continue
+		case err == nil && m.Type == Drain:
+			return "supervisor asked to drain"
+		case err == nil:
+			return fmt.Sprintf("unexpected %s message from supervisor", m.Type)
+		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+			return "supervisor gone"
+		}
+		return err.Error()
 	}
-	return err.Error()
 }
