@@ -27,7 +27,8 @@ type Status struct {
 	Started       time.Time `json:"started"`
 	UptimeSeconds int64     `json:"uptime_seconds"`
 	// State is serving, reloading, upgrading, restarting (a worker is
-	// being replaced with the same config) or stopping.
+	// being replaced with the same config), leaving (a -drain-delay runs)
+	// or stopping.
 	State        string         `json:"state"`
 	SuccessorPID int            `json:"successor_pid,omitempty"` // set once handed over to a new binary
 	Generation   int            `json:"generation"`              // of the serving worker; 0 while none serves
@@ -134,6 +135,8 @@ func (s *supervisor) state() string {
 	switch {
 	case s.stopping:
 		return "stopping"
+	case !s.leaveAt.IsZero():
+		return "leaving" // -drain-delay: /ready answers 503, the drain comes after the delay
 	case s.op == link.OpReload:
 		return "reloading"
 	case s.op == link.OpUpgrade:
