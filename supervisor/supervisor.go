@@ -352,16 +352,6 @@ func (s *supervisor) onSignal(sig os.Signal) {
 	}
 }
 
-// onParentGone notes that the supervisor we took over from has exited: an
-// upgrade may run now.
-func (s *supervisor) onParentGone(err error) {
-	s.parentUp = false
-	if err != nil {
-		s.log.Warn("previous supervisor exited uncleanly", "err", err)
-	}
-	s.startNext()
-}
-
 func (s *supervisor) onTimer(now time.Time) {
 	if p := s.next; p != nil && !now.Before(s.readyBy) {
 		s.next = nil
@@ -400,17 +390,4 @@ func readLimited(path string, limit int) ([]byte, error) {
 		return nil, fmt.Errorf("file is larger than the %d MiB a worker accepts", limit>>20)
 	}
 	return data, nil
-}
-
-// leave starts a delayed stop: every worker answers /ready with 503 from
-// now on and serves on until DrainDelay has passed, then srp drains as on
-// any stop. Reloads and upgrades are refused meanwhile.
-func (s *supervisor) leave(sig os.Signal) {
-	s.leaveAt = s.w.now().Add(s.o.DrainDelay)
-	for p := range s.procs {
-		if !p.drained {
-			p.send(link.Unready, nil)
-		}
-	}
-	s.log.Info("leaving: /ready answers 503, draining after the delay", "signal", sig.String(), "delay", s.o.DrainDelay.String())
 }

@@ -204,3 +204,13 @@ func (s *supervisor) reclaimPIDFile() {
 	}
 	s.log.Warn("pidfile named another process after a failed upgrade, rewritten", "was", pid)
 }
+
+// onParentGone notes that the supervisor we took over from has exited: an
+// upgrade may run now.
+func (s *supervisor) onParentGone(err error) {
+	s.parentUp = false
+	if err != nil {
+		s.log.Warn("previous supervisor exited uncleanly", "err", err)
+	}
+	s.startNext()
+}
