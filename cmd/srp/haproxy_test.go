@@ -16,23 +16,10 @@ import (
 	"time"
 )
 
-// haproxyBin finds haproxy on PATH or in /usr/sbin. Without it the test is
-// skipped, except under CI, where a skipped test would hide a missing
-// install step.
+// haproxyBin finds haproxy on PATH or in /usr/sbin (see testkit.Server).
 func haproxyBin(t *testing.T) string {
 	t.Helper()
-	if p, err := exec.LookPath("haproxy"); err == nil {
-		return p
-	}
-	if p, err := exec.LookPath("/usr/sbin/haproxy"); err == nil {
-		return p
-	}
-	msg := "haproxy not found on PATH or in /usr/sbin"
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
+	return testkit.Server(t, "apt-get install haproxy", "haproxy", "/usr/sbin/haproxy")
 }
 
 // haproxy is an HAProxy run on loopback for one test, in TCP mode with an

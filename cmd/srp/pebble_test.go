@@ -34,28 +34,18 @@ type pebbleOptions struct {
 }
 
 // pebbleBins finds pebble and pebble-challtestsrv in $PEBBLE_BIN_DIR or
-// on PATH. Without them the test is skipped, except under CI, where a
-// skipped HTTPS test would hide a missing install step.
+// on PATH (see testkit.Server).
 func pebbleBins(t *testing.T) (ca, dns string) {
 	t.Helper()
-	find := func(name string) string {
+	const install = "scripts/test installs them, or set $PEBBLE_BIN_DIR"
+	in := func(name string) string {
 		if dir := os.Getenv("PEBBLE_BIN_DIR"); dir != "" {
-			if p, err := exec.LookPath(filepath.Join(dir, name)); err == nil {
-				return p
-			}
+			return filepath.Join(dir, name)
 		}
-		p, _ := exec.LookPath(name)
-		return p
+		return ""
 	}
-	ca, dns = find("pebble"), find("pebble-challtestsrv")
-	if ca == "" || dns == "" {
-		msg := "pebble and pebble-challtestsrv not found in $PEBBLE_BIN_DIR or PATH"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return ca, dns
+	return testkit.Server(t, install, in("pebble"), "pebble"),
+		testkit.Server(t, install, in("pebble-challtestsrv"), "pebble-challtestsrv")
 }
 
 func startPebble(t *testing.T, o pebbleOptions) *pebble {

@@ -16,25 +16,10 @@ import (
 )
 
 // prometheusBin finds the Prometheus server in $PROMETHEUS_BIN or on PATH
-// (Debian's prometheus package installs /usr/bin/prometheus). Without it
-// the test is skipped, except under CI, where a skip would hide a missing
-// install step.
+// (see testkit.Server).
 func prometheusBin(t *testing.T) string {
 	t.Helper()
-	if p := os.Getenv("PROMETHEUS_BIN"); p != "" {
-		if p, err := exec.LookPath(p); err == nil {
-			return p
-		}
-	}
-	if p, err := exec.LookPath("prometheus"); err == nil {
-		return p
-	}
-	msg := "prometheus not found in $PROMETHEUS_BIN or PATH (apt-get install prometheus)"
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
+	return testkit.Server(t, "apt-get install prometheus, or set $PROMETHEUS_BIN", os.Getenv("PROMETHEUS_BIN"), "prometheus")
 }
 
 // promServer is a Prometheus server run on loopback for one test, with its

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"srp/scripts/testkit"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -99,24 +100,11 @@ func TestStatusPage(t *testing.T) {
 	}
 }
 
-// chromiumBin finds Chromium as $CHROMIUM or chromium on PATH. Without it
-// the test is skipped, except under CI, where a skipped browser test would
-// hide a missing install step.
+// chromiumBin finds Chromium as $CHROMIUM or chromium on PATH (see
+// testkit.Server).
 func chromiumBin(t *testing.T) string {
 	t.Helper()
-	name := os.Getenv("CHROMIUM")
-	if name == "" {
-		name = "chromium"
-	}
-	p, err := exec.LookPath(name)
-	if err != nil {
-		msg := fmt.Sprintf("%s not found (install Debian's chromium package, or set $CHROMIUM)", name)
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return p
+	return testkit.Server(t, "apt-get install chromium, or set $CHROMIUM", os.Getenv("CHROMIUM"), "chromium")
 }
 
 // chromiumDOM loads url in a fresh headless Chromium and returns the DOM

@@ -13,9 +13,11 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -130,4 +132,29 @@ func Pair(t testing.TB) (client, server *net.TCPConn) {
 	}
 	t.Cleanup(func() { c.Close(); s.Close() })
 	return c.(*net.TCPConn), s.(*net.TCPConn)
+}
+
+// Server returns the first of candidates (paths or names on PATH; empty
+// ones are passed over) that is an executable: a real server a process
+// test runs. Without one the test is skipped, except under CI, where a
+// skip would hide a missing install step: there it fails, naming how to
+// install it.
+func Server(t testing.TB, install string, candidates ...string) string {
+	t.Helper()
+	var tried []string
+	for _, c := range candidates {
+		if c == "" {
+			continue
+		}
+		if p, err := exec.LookPath(c); err == nil {
+			return p
+		}
+		tried = append(tried, c)
+	}
+	msg := fmt.Sprintf("none of %q found (%s)", tried, install)
+	if os.Getenv("CI") != "" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
 }
