@@ -236,7 +236,7 @@ func execRules(p Paths) []Unveil {
 	}
 	add("/etc/ld.so.cache", "r", "where the dynamic linker finds libraries")
 	add("/etc/localtime", "r", "time zone of log timestamps")
-	if p.ACME && p.ACMECA == "" {
+	if p.needsSystemRoots() {
 		files, dirs := rootFiles, rootDirs
 		if f := os.Getenv("SSL_CERT_FILE"); f != "" {
 			files = []string{f}
@@ -245,10 +245,10 @@ func execRules(p Paths) []Unveil {
 			dirs = filepath.SplitList(d)
 		}
 		for _, f := range files {
-			add(f, "r", "system roots for the ACME server")
+			add(f, "r", "system roots for the ACME server or etcd")
 		}
 		for _, d := range dirs {
-			add(d, "r", "system roots for the ACME server")
+			add(d, "r", "system roots for the ACME server or etcd")
 		}
 	}
 	return rules

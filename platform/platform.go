@@ -55,6 +55,10 @@ type Paths struct {
 	AccessLog  string // access log file, which the supervisor reopens on SIGUSR1
 	Binary     string // the srp executable, started again for workers and upgrades
 	ACME       bool   // HTTPS mode: the worker talks to an ACME CA and keeps a cache
+	// Fleet mode (with ACME): the worker talks to etcd, over TLS with these
+	// files if set; without EtcdCA it trusts the system roots.
+	Fleet                     bool
+	EtcdCA, EtcdCert, EtcdKey string
 
 	// User is who workers run as (-user); nil means the supervisor's own user.
 	User *Credential
@@ -86,7 +90,9 @@ type Unveil struct {
 // inherited; inet to accept on them and connect to backends (proxying and
 // health checks). In HTTPS mode also dns to resolve the ACME server, and
 // rpath wpath cpath for the certificate cache (read, write a temp file,
-// rename it over, remove), plus the ACME roots file.
+// rename it over, remove), plus the ACME roots file. In fleet mode the
+// same inet and dns reach etcd, and its TLS files are read when the worker
+// connects.
 func Rules(role Role, p Paths) (promises string, unveil []Unveil) {
 	add := func(path, perm, why string) {
 		if path != "" {
@@ -113,6 +119,11 @@ func Rules(role Role, p Paths) (promises string, unveil []Unveil) {
 			promises += " dns rpath wpath cpath"
 			add(p.CertCache, "rwc", "certificates and ACME account key: read, written by temp file and rename, removed")
 			add(p.ACMECA, "r", "roots trusted for the ACME server")
+			if p.Fleet {
+				add(p.EtcdCA, "r", "roots trusted for etcd, the fleet's shared ACME store")
+				add(p.EtcdCert, "r", "client certificate presented to etcd")
+				add(p.EtcdKey, "r", "client certificate's key for etcd")
+			}
 		}
 	}
 	return promises, unveil
@@ -128,7 +139,7 @@ func prepare(role Role, p Paths) error {
 	}
 	//lint:ignore SA4017 the call loads the local zone, which time does on first use
 	time.Now().Zone()
-	if role == Worker && p.ACME && p.ACMECA == "" {
+	if role == Worker && p.needsSystemRoots() {
 		if _, err := x509.SystemCertPool(); err != nil {
 			return fmt.Errorf("lockdown: load system roots: %w", err)
 		}
@@ -139,6 +150,12 @@ func prepare(role Role, p Paths) error {
 	}
 	prepareCache(p, owner)
 	return nil
+}
+
+// needsSystemRoots says a worker trusts the system roots for the ACME
+// server or for etcd.
+func (p Paths) needsSystemRoots() bool {
+	return p.ACME && (p.ACMECA == "" || p.Fleet && p.EtcdCA == "")
 }
 
 // prepareCache creates the certificate cache in HTTPS mode and, if owner is

@@ -23,6 +23,10 @@ func TestRules(t *testing.T) {
 	acmeUser.User = nobody
 	systemRoots := acme
 	systemRoots.ACMECA = ""
+	fleet := acme
+	fleet.Fleet, fleet.EtcdCA, fleet.EtcdCert, fleet.EtcdKey = true, "/etc/srp/etcd-ca.pem", "/etc/srp/etcd.pem", "/etc/srp/etcd-key.pem"
+	fleetSystemRoots := fleet
+	fleetSystemRoots.EtcdCA, fleetSystemRoots.EtcdCert, fleetSystemRoots.EtcdKey = "", "", ""
 
 	tests := []struct {
 		name     string
@@ -36,6 +40,12 @@ func TestRules(t *testing.T) {
 			[]string{"/var/srp/certs:rwc", "/etc/srp/ca.pem:r"}},
 		{"ACME worker with system roots", Worker, systemRoots, "stdio inet dns rpath wpath cpath",
 			[]string{"/var/srp/certs:rwc"}},
+		{"fleet worker", Worker, fleet, "stdio inet dns rpath wpath cpath",
+			[]string{"/var/srp/certs:rwc", "/etc/srp/ca.pem:r", "/etc/srp/etcd-ca.pem:r", "/etc/srp/etcd.pem:r", "/etc/srp/etcd-key.pem:r"}},
+		{"fleet worker trusting the system roots for etcd", Worker, fleetSystemRoots, "stdio inet dns rpath wpath cpath",
+			[]string{"/var/srp/certs:rwc", "/etc/srp/ca.pem:r"}},
+		{"fleet supervisor", Supervisor, fleet, "stdio rpath wpath cpath fattr inet unix dns proc exec",
+			[]string{"/etc/srp/config.json:r", "/var/srp/certs:rwc", "/var/run/srp:rwc", "/usr/local/bin/srp:x", "/dev/null:rw"}},
 		{"plain HTTP supervisor", Supervisor, all, "stdio rpath wpath cpath fattr inet unix dns proc exec",
 			[]string{"/etc/srp/config.json:r", "/var/run/srp:rwc", "/usr/local/bin/srp:x", "/dev/null:rw"}},
 		{"ACME supervisor", Supervisor, acme, "stdio rpath wpath cpath fattr inet unix dns proc exec",
