@@ -33,6 +33,7 @@ type ACME struct {
 	Directory string // ACME directory URL; "" means Let's Encrypt production
 	CAFile    string // PEM roots trusted for the ACME server; "" means the system roots
 	Email     string // account contact; "" registers without one
+	Etcd      *Etcd  // fleet mode: ACME state shared through etcd; nil keeps it on this node
 }
 
 // errNotConfigured refuses a name before anything is sent to the CA.
@@ -43,6 +44,7 @@ var errNotConfigured = errors.New("host not configured for HTTPS")
 type httpsMode struct {
 	tls   *tls.Config
 	plain http.Handler
+	close func() // after the drain
 }
 
 // newHTTPSMode checks everything HTTPS mode needs before the worker serves,
@@ -74,21 +76,18 @@ func newHTTPSMode(o Options, rt *router) (*httpsMode, error) {
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
-	cache := &loggedCache{Cache: autocert.DirCache(a.CacheDir), log: o.Logger, issued: func() { rt.metrics.ACMEOrder(true) }}
-	m := &autocert.Manager{
-		Prompt:     autocert.AcceptTOS, // running in HTTPS mode is the operator's consent
-		Cache:      cache,
-		HostPolicy: hostPolicy(hosts),
-		Email:      a.Email,
-		Client: &acme.Client{
-			DirectoryURL: dir,
-			UserAgent:    "srp",
-			HTTPClient:   &http.Client{Timeout: acmeHTTPTimeout, Transport: transport},
-		},
+	client := &acme.Client{
+		DirectoryURL: dir,
+		UserAgent:    "srp",
+		HTTPClient:   &http.Client{Timeout: acmeHTTPTimeout, Transport: transport},
 	}
-	g := &certGetter{get: m.GetCertificate, hosts: hosts, log: o.Logger, rest: readHeaderTimeout,
+	src, err := newCertSource(o, rt, hosts, client)
+	if err != nil {
+		return nil, err
+	}
+	g := &certGetter{get: src.get, hosts: hosts, log: o.Logger, rest: readHeaderTimeout,
 		failed: func() { rt.metrics.ACMEOrder(false) }}
-	rt.metrics.SetCertExpiry(certExpiry(cache.Cache, hosts))
+	rt.metrics.SetCertExpiry(certExpiry(autocert.DirCache(a.CacheDir), hosts))
 	tc := &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		// TLS 1.2 is limited to forward-secret AEAD suites; TLS 1.3's are all fine.
@@ -107,8 +106,8 @@ func newHTTPSMode(o Options, rt *router) (*httpsMode, error) {
 	}
 	o.Logger.Info("acme: https mode", "directory", dir, "cache", a.CacheDir, "hosts", strings.Join(slices.Sorted(maps.Keys(hosts)), ","))
 	p := &plainHTTPS{rt: rt, httpsPort: listenerPort(o.HTTPS)}
-	p.challenges = m.HTTPHandler(http.HandlerFunc(p.toHTTPS))
-	return &httpsMode{tls: tc, plain: p}, nil
+	p.challenges = src.m.HTTPHandler(http.HandlerFunc(p.toHTTPS))
+	return &httpsMode{tls: tc, plain: p, close: src.close}, nil
 }
 
 // ownHost returns the normalized host of the proxy's own URL.

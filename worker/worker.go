@@ -113,6 +113,7 @@ func Run(ctx context.Context, o Options, ready func()) error {
 		if err != nil {
 			return fmt.Errorf("worker: https mode: %w", err)
 		}
+		defer h.close()
 		plain, tlsConf = h.plain, h.tls
 	}
 	if o.HTTPS != nil && tlsConf == nil {

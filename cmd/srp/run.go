@@ -2,14 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"srp/platform"
@@ -37,6 +40,11 @@ type runFlags struct {
 	accessLog     string
 	accessLogFile string
 	drainDelay    time.Duration
+	etcd          string
+	etcdPrefix    string
+	etcdCA        string
+	etcdCert      string
+	etcdKey       string
 }
 
 func newRunFlags(stderr io.Writer) (*flag.FlagSet, *runFlags) {
@@ -62,7 +70,50 @@ func newRunFlags(stderr io.Writer) (*flag.FlagSet, *runFlags) {
 	fs.DurationVar(&f.drainDelay, "drain-delay", 0, "after SIGTERM, answer 503 on /ready and keep serving this long before draining")
 	fs.StringVar(&f.accessLog, "access-log", "off", "access log `format`: off, json or combined")
 	fs.StringVar(&f.accessLogFile, "access-log-file", "", "`file` the access log is appended to, reopened on SIGUSR1 (default: standard error)")
+	fs.StringVar(&f.etcd, "etcd", "", "comma-separated etcd endpoint `URLs`; turns fleet mode on (HTTPS mode only)")
+	fs.StringVar(&f.etcdPrefix, "etcd-prefix", "/srp/", "etcd key `prefix`; nodes with the same endpoints and prefix are one fleet")
+	fs.StringVar(&f.etcdCA, "etcd-ca", "", "PEM `file` of roots to trust for etcd (default: system roots)")
+	fs.StringVar(&f.etcdCert, "etcd-cert", "", "client certificate PEM `file` presented to etcd")
+	fs.StringVar(&f.etcdKey, "etcd-key", "", "client certificate's key PEM `file` for etcd")
 	return fs, f
+}
+
+// checkFleet says what is wrong with the fleet flags, if anything.
+func (f *runFlags) checkFleet() error {
+	if f.etcd == "" {
+		for _, fl := range [][2]string{{"-etcd-ca", f.etcdCA}, {"-etcd-cert", f.etcdCert}, {"-etcd-key", f.etcdKey}} {
+			if fl[1] != "" {
+				return fmt.Errorf("%s is set without -etcd", fl[0])
+			}
+		}
+		return nil
+	}
+	if f.url == "" {
+		return errors.New("-etcd shares ACME state, so it needs HTTPS mode: set -url too")
+	}
+	for _, e := range f.etcdEndpoints() {
+		u, err := url.Parse(e)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("-etcd: %q is not an http:// or https:// URL", e)
+		}
+	}
+	if (f.etcdCert == "") != (f.etcdKey == "") {
+		return errors.New("-etcd-cert and -etcd-key go together")
+	}
+	if f.etcdPrefix == "" {
+		return errors.New("-etcd-prefix must not be empty")
+	}
+	return nil
+}
+
+func (f *runFlags) etcdEndpoints() []string {
+	var out []string
+	for _, e := range strings.Split(f.etcd, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // logFile is the access log file the supervisor opens and hands to
@@ -90,13 +141,17 @@ func (f *runFlags) workerOptions(snap *registry.Snapshot, lns []net.Listener, lo
 	if len(lns) > 1 {
 		o.HTTPS = lns[1]
 		o.ACME = &worker.ACME{URL: f.url, CacheDir: f.certs, Directory: f.acmeDirectory, CAFile: f.acmeCA, Email: f.email}
+		if f.etcd != "" {
+			o.ACME.Etcd = &worker.Etcd{Endpoints: f.etcdEndpoints(), Prefix: f.etcdPrefix, CAFile: f.etcdCA, CertFile: f.etcdCert, KeyFile: f.etcdKey}
+		}
 	}
 	return o
 }
 
 // lockdownPaths says what srp touches once it serves; workers run as user.
 func (f *runFlags) lockdownPaths(user *platform.Credential) platform.Paths {
-	p := platform.Paths{Config: f.config, CertCache: f.certs, ACMECA: f.acmeCA, ACME: f.url != "", User: user, AccessLog: f.logFile()}
+	p := platform.Paths{Config: f.config, CertCache: f.certs, ACMECA: f.acmeCA, ACME: f.url != "", User: user, AccessLog: f.logFile(),
+		Fleet: f.etcd != "", EtcdCA: f.etcdCA, EtcdCert: f.etcdCert, EtcdKey: f.etcdKey}
 	if f.pidfile != "" {
 		p.PIDFileDir = filepath.Dir(f.pidfile)
 	}
@@ -121,6 +176,10 @@ func cmdRun(args []string, stderr io.Writer) int {
 	if _, err := accesslog.Parse(f.accessLog); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2
+	}
+	if err := f.checkFleet(); err != nil {
+		fmt.Fprintln(stderr, "srp:", err)
+		return 1
 	}
 	user, err := platform.WorkerCredential(f.user)
 	if err != nil {
