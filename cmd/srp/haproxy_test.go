@@ -37,13 +37,20 @@ type haproxy struct {
 	done   chan struct{}
 }
 
-func startHAProxy(t *testing.T, bin string, nodes []int) *haproxy {
+// hapServer is one srp node as HAProxy sees it: where connections go, and
+// the port of its plain listener, where /ready is checked.
+type hapServer struct {
+	addr  string
+	check int
+}
+
+func startHAProxy(t *testing.T, bin string, nodes []hapServer) *haproxy {
 	t.Helper()
 	dir := t.TempDir()
 	h := &haproxy{t: t, port: freePort(t), sock: filepath.Join(dir, "admin.sock"), out: &testkit.Buffer{}, done: make(chan struct{})}
 	var servers strings.Builder
-	for i, port := range nodes {
-		fmt.Fprintf(&servers, "    server n%d 127.0.0.1:%d check inter %dms fall %d rise %d\n", i+1, port, hapInter.Milliseconds(), hapFall, hapRise)
+	for i, n := range nodes {
+		fmt.Fprintf(&servers, "    server n%d %s check port %d inter %dms fall %d rise %d\n", i+1, n.addr, n.check, hapInter.Milliseconds(), hapFall, hapRise)
 	}
 	h.config = fmt.Sprintf(`global
     log stderr format raw local0 info

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -104,6 +105,7 @@ type loadOptions struct {
 	fresh     int           // clients opening a new connection per request
 	pause     time.Duration // between one client's requests
 	limit     time.Duration // hard stop, whatever the test does
+	tls       *tls.Config   // set: every connection is TLS, and a failed handshake a failed request
 }
 
 // load is a running load client.
@@ -195,6 +197,17 @@ func (l *load) client(id int, fresh bool, deadline time.Time) {
 				l.fail("client %d: dial: %v", id, err)
 				time.Sleep(10 * time.Millisecond)
 				continue
+			}
+			if l.o.tls != nil {
+				tc := tls.Client(c, l.o.tls)
+				_ = tc.SetDeadline(time.Now().Add(15 * time.Second))
+				if err := tc.Handshake(); err != nil {
+					l.fail("client %d: TLS handshake: %v", id, err)
+					c.Close()
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
+				c = tc
 			}
 			conn, br = c, bufio.NewReader(c)
 		}

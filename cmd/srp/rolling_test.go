@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -27,16 +28,23 @@ const (
 type rollNode struct {
 	name    string
 	bin     string
-	port    int
-	config  string
+	args    []string // its flags but the pidfile, drain delay and timeout
 	pidfile string
 	p       *proc // the srp this test started last
 }
 
+// newRollNode gives a node its own copy of the binary and a pidfile.
+func newRollNode(t *testing.T, name string, args ...string) *rollNode {
+	dir := t.TempDir()
+	n := &rollNode{name: name, bin: filepath.Join(dir, "srp"), args: args, pidfile: filepath.Join(dir, "srp.pid")}
+	installBinary(t, srpBin, n.bin)
+	return n
+}
+
 func (n *rollNode) start(t *testing.T) {
 	t.Helper()
-	n.p = startBinary(t, n.bin, "-c", n.config, "-p", strconv.Itoa(n.port), "-pidfile", n.pidfile,
-		"-timeout", rollDrain.String(), "-drain-delay", rollDelay.String())
+	n.p = startBinary(t, n.bin, append([]string{"-pidfile", n.pidfile,
+		"-timeout", rollDrain.String(), "-drain-delay", rollDelay.String()}, n.args...)...)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		if pid, err := readPID(n.pidfile); err == nil && pid == n.p.cmd.Process.Pid {
@@ -79,24 +87,31 @@ func (n *rollNode) stopUpgraded(t testing.TB) {
 // and keep-alive connections pinned to it end with Connection: close.
 func TestRollingRestartBehindHAProxy(t *testing.T) {
 	hapBin := haproxyBin(t)
-	testStart := time.Now()
 	lg := newLedger()
 	config := appConfig(lg.backend(t, "b1", true), lg.backend(t, "b2", true))
-
 	nodes := make([]*rollNode, 3)
-	ports := make([]int, len(nodes))
+	servers := make([]hapServer, len(nodes))
 	for i := range nodes {
 		dir := t.TempDir()
-		n := &rollNode{name: fmt.Sprintf("n%d", i+1), bin: filepath.Join(dir, "srp"), port: freePort(t),
-			config: filepath.Join(dir, "config.json"), pidfile: filepath.Join(dir, "srp.pid")}
-		installBinary(t, srpBin, n.bin)
-		setConfig(t, n.config, config)
+		port := freePort(t)
+		cfg := filepath.Join(dir, "config.json")
+		setConfig(t, cfg, config)
+		nodes[i] = newRollNode(t, fmt.Sprintf("n%d", i+1), "-c", cfg, "-p", strconv.Itoa(port))
+		servers[i] = hapServer{addr: fmt.Sprintf("127.0.0.1:%d", port), check: port}
+	}
+	rollingRestart(t, hapBin, nodes, servers, lg, loadOptions{host: "app.test"})
+}
+
+// rollingRestart starts nodes behind HAProxy, runs a load through it
+// (lo's host and TLS), restarts each node in turn, then upgrades each in
+// turn, and requires no failed, lost or duplicated request.
+func rollingRestart(t *testing.T, hapBin string, nodes []*rollNode, servers []hapServer, lg *ledger, lo loadOptions) {
+	testStart := time.Now()
+	for _, n := range nodes {
 		n.start(t)
 		t.Cleanup(func() { n.stopUpgraded(t) })
-		nodes[i], ports[i] = n, n.port
 	}
-
-	h := startHAProxy(t, hapBin, ports)
+	h := startHAProxy(t, hapBin, servers)
 	for _, n := range nodes {
 		h.waitState(n.name, "UP", 10*time.Second)
 	}
@@ -107,7 +122,8 @@ func TestRollingRestartBehindHAProxy(t *testing.T) {
 		}
 	}()
 
-	l := startLoad(t, loadOptions{port: h.port, host: "app.test", keepAlive: 6, fresh: 3, pause: 2 * time.Millisecond, limit: rollBudget})
+	lo.port, lo.keepAlive, lo.fresh, lo.pause, lo.limit = h.port, 6, 3, 2*time.Millisecond, rollBudget
+	l := startLoad(t, lo)
 	loadStart := time.Now()
 
 	type phase struct {
@@ -152,7 +168,7 @@ func TestRollingRestartBehindHAProxy(t *testing.T) {
 	for i, n := range nodes {
 		before := w.downCount(n.name)
 		installBinary(t, srpBin, n.bin) // a new release on disk: new inode, same path
-		u := &upgrader{t: t, s: &lifeSRP{proc: n.p, port: n.port, pidfile: n.pidfile}, drain: rollDrain}
+		u := &upgrader{t: t, s: &lifeSRP{proc: n.p, pidfile: n.pidfile}, drain: rollDrain}
 		u.upgrade(i + 1)
 		l.progress(t, 1000) // the load runs on through the new srp
 		if st, err := h.states(); err != nil || st[n.name] != "UP" {
@@ -224,4 +240,35 @@ func TestRollingRestartBehindHAProxy(t *testing.T) {
 		t.Errorf("test took %v, over its %v budget", took, rollBudget)
 	}
 	t.Logf("test took %v", time.Since(testStart).Round(time.Millisecond))
+}
+
+// TestFleetRollingRestartBehindHAProxy is the same roll in HTTPS fleet
+// mode: three nodes on their own loopback addresses share ACME state
+// through etcd, the clients speak TLS through HAProxy in TCP mode, and
+// HAProxy checks /ready on each node's plain listener. The first
+// handshakes wait for the fleet's one order; restarts and upgrades then
+// serve the certificate each node keeps, and never order again.
+func TestFleetRollingRestartBehindHAProxy(t *testing.T) {
+	hapBin := haproxyBin(t)
+	lg := newLedger()
+	httpPort, httpsPort := freePort(t), freePort(t)
+	etcd := startEtcd(t)
+	ca := startPebble(t, pebbleOptions{httpPort: httpPort, tlsPort: httpsPort})
+	cfg := filepath.Join(t.TempDir(), "config.json")
+	setConfig(t, cfg, appConfig(lg.backend(t, "b1", true), lg.backend(t, "b2", true)))
+	nodes := make([]*rollNode, 3)
+	servers := make([]hapServer, len(nodes))
+	for i := range nodes {
+		ip := fmt.Sprintf("127.0.0.%d", i+1)
+		nodes[i] = newRollNode(t, fmt.Sprintf("n%d", i+1), "-c", cfg, "-url", "https://proxy.srp.test",
+			"-http-addr", fmt.Sprintf("%s:%d", ip, httpPort), "-https-addr", fmt.Sprintf("%s:%d", ip, httpsPort),
+			"-certs", filepath.Join(t.TempDir(), "certs"), "-acme-directory", ca.dirURL, "-acme-ca", ca.apiCA,
+			"-etcd", etcd.Endpoint, "-etcd-ca", etcd.CA, "-etcd-cert", etcd.Cert, "-etcd-key", etcd.Key)
+		servers[i] = hapServer{addr: fmt.Sprintf("%s:%d", ip, httpsPort), check: httpPort}
+	}
+	tc := &tls.Config{RootCAs: ca.roots, ServerName: "app.test", NextProtos: []string{"http/1.1"}}
+	rollingRestart(t, hapBin, nodes, servers, lg, loadOptions{host: "app.test", tls: tc})
+	if got := ca.issued("app.test"); got != 1 {
+		t.Errorf("Pebble issued %d certificates for app.test, want 1 for the whole roll", got)
+	}
 }
