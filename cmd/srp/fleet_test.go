@@ -454,3 +454,45 @@ func TestFleetFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestFleetFailedOrderOnce has every validation fail: the three nodes
+// asking at once cost the CA one failed attempt for the fleet, not one per
+// node, and the name's handshakes fail on every node.
+func TestFleetFailedOrderOnce(t *testing.T) {
+	f := newSRPFleet(t, 3, func(int, int) pebbleOptions {
+		// Nothing listens on either port: both challenge types fail.
+		return pebbleOptions{httpPort: freePort(t), tlsPort: freePort(t)}
+	})
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, n := range f.nodes {
+		wg.Go(func() {
+			<-start
+			if code, _, err := f.get(n, "www.srp.test", 90*time.Second); err == nil {
+				t.Errorf("%s: %d, want a failed handshake", n.name, code)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	// One attempt of autocert's is three orders: TLS-ALPN-01, HTTP-01,
+	// and a last one in which no challenge type is left to try.
+	if got := f.ca.orders(); got != 3 {
+		t.Errorf("Pebble received %d orders, want 3: one attempt for the fleet", got)
+	}
+	if total, by := f.orders(); total != 1 {
+		t.Errorf("nodes placed %d orders (%v), want 1", total, by)
+	}
+	// The client sees its handshake fail before the node logs why.
+	told := 0
+	testkit.WaitFor(5*time.Second, func() bool {
+		told = 0
+		for _, n := range f.nodes {
+			told += n.logCount("failed on another node")
+		}
+		return told >= 2
+	})
+	if told != 2 {
+		t.Errorf("%d nodes were told of the other node's failure, want 2", told)
+	}
+}

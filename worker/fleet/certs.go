@@ -112,11 +112,49 @@ func (f *Fleet) obtain(ctx context.Context, name string) (*tls.Certificate, erro
 	if waited := time.Since(start); waited > time.Second {
 		f.log.Info("acme: waited for another node's order", "host", name, "took", waited.Round(time.Millisecond).String())
 	}
-	// Another node may have stored it while this one waited.
+	// Another node may have stored it while this one waited, or failed.
 	if c, err := f.fromStore(ctx, name); err != nil || c != nil {
 		return c, f.unavailable(name, err)
 	}
-	return f.order(ctx, name, m)
+	if err := f.failedRecently(ctx, name); err != nil {
+		return nil, f.unavailable(name, err)
+	}
+	c, err = f.order(ctx, name, m)
+	if err != nil && ctx.Err() == nil && !errors.Is(err, ErrStoreUnavailable) {
+		f.markFailed(name, err)
+	}
+	return c, err
+}
+
+// failedRecently returns the error of a failed order for name that any
+// node placed within orderRetry: without it, each node waiting on the lock
+// would order again in turn, and a name the CA refuses would cost one
+// failed order per node.
+func (f *Fleet) failedRecently(ctx context.Context, name string) error {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	resp, err := f.cli.Get(ctx, f.o.Prefix+"failed/"+name)
+	if err != nil {
+		return fmt.Errorf("%w: get %s: %w", ErrStoreUnavailable, f.o.Prefix+"failed/"+name, err)
+	}
+	if len(resp.Kvs) > 0 {
+		return fmt.Errorf("an order for %s failed on another node less than %v ago: %s", name, orderRetry, resp.Kvs[0].Value)
+	}
+	return nil
+}
+
+// markFailed tells the fleet that an order for name failed, for
+// orderRetry: on a lease of its own, so the mark goes away by itself.
+func (f *Fleet) markFailed(name string, why error) {
+	ctx, cancel := context.WithTimeout(f.ctx, storeTimeout)
+	defer cancel()
+	l, err := f.cli.Grant(ctx, int64(orderRetry/time.Second))
+	if err == nil {
+		_, err = f.cli.Put(ctx, f.o.Prefix+"failed/"+name, why.Error(), clientv3.WithLease(l.ID))
+	}
+	if err != nil {
+		f.log.Warn("acme: store unavailable", "host", name, "err", err, "then", "other nodes may order the name again at once")
+	}
 }
 
 // fromStore returns the store's certificate for name if it is there and not
