@@ -78,6 +78,41 @@ func benchProxyRaw(b *testing.B, opts func(testing.TB) worker.Options) {
 	}
 }
 
+// BenchmarkProxyNewConn is a new client connection per request, on the
+// fast path: what accepting, setting up and closing a connection costs
+// beside the request. The client's own work is in cpu-ns/op too.
+func BenchmarkProxyNewConn(b *testing.B) {
+	backend := rawBackend(b, 64)
+	base := startWorker(b, fmt.Sprintf(`{"Services": {"app.test": {"Backends": [%q]}}}`, backend), worker.Options{})
+	addr := strings.TrimPrefix(base, "http://")
+	b.ReportAllocs()
+	b.SetParallelism(max(1, 64/runtime.GOMAXPROCS(0)))
+	b.ResetTimer()
+	cpu0 := cpuTime(b)
+	b.RunParallel(func(pb *testing.PB) {
+		req := []byte("GET /x HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n")
+		for pb.Next() {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			if _, err := c.Write(req); err != nil {
+				b.Error(err)
+				c.Close()
+				return
+			}
+			err = readRawResponse(bufio.NewReader(c), 64)
+			c.Close()
+			if err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(b.N), "cpu-ns/op")
+}
+
 // cpuTime is the CPU time this process has used so far.
 func cpuTime(tb testing.TB) time.Duration {
 	var ru syscall.Rusage
