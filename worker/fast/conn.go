@@ -88,8 +88,8 @@ type request struct {
 }
 
 // serve serves a connection accepted from a guarded listener.
-func (s *Server) serve(c net.Conn, hand *Handoff) {
-	f := &conn{s: s, c: c, first: true}
+func (s *Server) serve(c net.Conn, hand *Handoff, out []byte) []byte {
+	f := &conn{s: s, c: c, first: true, out: out[:0]}
 	handedOff := false
 	defer func() {
 		s.done(f)
@@ -108,7 +108,7 @@ func (s *Server) serve(c net.Conn, hand *Handoff) {
 		}
 	default: // HTTP/2 over TLS
 		handedOff = hand.hand(c)
-		return
+		return f.out
 	}
 	rawConn := f.rw
 	if f.tls != nil {
@@ -119,17 +119,17 @@ func (s *Server) serve(c net.Conn, hand *Handoff) {
 	}
 	f.ip = upstream.ClientIP(rawConn.RemoteAddr().String())
 	if !s.add(f) {
-		return
+		return f.out
 	}
 	f.buf = getReadBuffer()
 	var r request
 	for {
 		switch f.next(&r) {
 		case nextClose:
-			return
+			return f.out
 		case nextHandoff:
 			handedOff = f.handoff(hand)
-			return
+			return f.out
 		}
 		f.begin()
 		keep := f.proxy(&r)
@@ -138,7 +138,7 @@ func (s *Server) serve(c net.Conn, hand *Handoff) {
 			f.out = nil // grown for one large head or body: not for the connection's life
 		}
 		if !keep || f.aborted.Load() {
-			return
+			return f.out
 		}
 	}
 }

@@ -25,3 +25,8 @@ const (
 	// http.Server's own accept loop does.
 	maxAcceptDelay = time.Second
 )
+
+// workerIdle is how long a serving goroutine waits for a next connection
+// before it ends: long enough to span the gaps of a steady load, short
+// enough that a burst's goroutines and stacks are soon given back.
+const workerIdle = 5 * time.Second

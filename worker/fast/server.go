@@ -70,6 +70,9 @@ type Server struct {
 	obs         observe.Observer
 	running     sync.WaitGroup // connections being served, for the drain
 
+	tasks chan task     // to an idle serving goroutine
+	quit  chan struct{} // closed by Close: idle serving goroutines end
+
 	mu      sync.Mutex
 	conns   map[*conn]struct{} // for the drain
 	closing atomic.Bool        // idle connections close instead of waiting
@@ -80,7 +83,7 @@ type Server struct {
 func New(c Config) *Server {
 	return &Server{router: c.Router, backends: newBackends(c.Backends), base: c.Base, timeout: c.Timeout,
 		idleTimeout: c.IdleTimeout, headTimeout: c.HeadTimeout, log: c.Log, obs: c.Observer,
-		conns: map[*conn]struct{}{}}
+		conns: map[*conn]struct{}{}, tasks: make(chan task), quit: make(chan struct{})}
 }
 
 // SweepEvery closes kept backend connections gone stale, every interval
@@ -118,7 +121,38 @@ func (s *Server) Serve(ln net.Listener, hand *Handoff) error {
 			_ = c.Close()
 			continue
 		}
-		go s.serve(c, hand)
+		select {
+		case s.tasks <- task{c, hand}:
+		default:
+			go s.work(task{c, hand})
+		}
+	}
+}
+
+// task is an accepted connection for a serving goroutine.
+type task struct {
+	c    net.Conn
+	hand *Handoff
+}
+
+// work serves t, then the connections it is given, until it has been idle
+// for workerIdle. A goroutine started per connection grows its stack anew
+// each time, by copying it, which cost a new connection more than the
+// rest of its setup; kept, it also keeps its write buffer.
+func (s *Server) work(t task) {
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	var out []byte
+	for {
+		out = s.serve(t.c, t.hand, out)
+		idle.Reset(workerIdle)
+		select {
+		case t = <-s.tasks:
+		case <-idle.C:
+			return
+		case <-s.quit:
+			return
+		}
 	}
 }
 
@@ -189,6 +223,9 @@ func (s *Server) Abort() {
 func (s *Server) Close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !s.stopped {
+		close(s.quit)
+	}
 	s.stopped = true
 	for f := range s.conns {
 		_ = f.c.Close()
