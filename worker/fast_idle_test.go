@@ -5,6 +5,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
+	"srp/scripts/testkit"
 	"testing"
 	"time"
 )
@@ -93,5 +95,61 @@ func TestFastPathLongIdleClosedByDrain(t *testing.T) {
 	case <-stopped:
 	case <-time.After(5 * time.Second):
 		t.Fatal("drain did not finish")
+	}
+}
+
+// Idle connections past the request-head limit hold no goroutine: 200 of
+// them leave the goroutine count where it was, and each is served again
+// when its client speaks.
+func TestFastPathParkedConnectionsHoldNoGoroutine(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("parking uses epoll")
+	}
+	a := newRecorder(t, nil)
+	w := runGuarded(t, config(a.addr()), func(o *Options) {
+		o.headTimeout = 100 * time.Millisecond
+		o.idleTimeout = 30 * time.Second
+	})
+	const n = 200
+	conns := make([]net.Conn, n)
+	readers := make([]*bufio.Reader, n)
+	get := func(i int) {
+		t.Helper()
+		conns[i].SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.WriteString(conns[i], "GET /park HTTP/1.1\r\nHost: app.test\r\n\r\n"); err != nil {
+			t.Fatalf("conn %d: %v", i, err)
+		}
+		resp, err := http.ReadResponse(readers[i], nil)
+		if err != nil {
+			t.Fatalf("conn %d: %v", i, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Close {
+			t.Fatalf("conn %d: status %d, close %v", i, resp.StatusCode, resp.Close)
+		}
+	}
+	base := runtime.NumGoroutine()
+	for i := range conns {
+		c, err := net.Dial("tcp", w.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns[i], readers[i] = c, bufio.NewReader(c)
+		get(i)
+	}
+	// Each served connection may leave a serving goroutine idle for 5s
+	// beside the fast path's own few; parked connections add none.
+	var g int
+	if !testkit.WaitFor(10*time.Second, func() bool { g = runtime.NumGoroutine(); return g < base+n/4 }) {
+		t.Fatalf("%d idle connections: %d goroutines, %d before them", n, g, base)
+	}
+	t.Logf("%d idle connections: %d goroutines, %d before them", n, g, base)
+	for i := range conns {
+		get(i)
+	}
+	if got := len(a.requests()); got != 2*n {
+		t.Errorf("backend got %d requests, want %d", got, 2*n)
 	}
 }

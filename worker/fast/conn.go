@@ -32,6 +32,7 @@ func putReadBuffer(b []byte) {
 type conn struct {
 	s      *Server
 	c      net.Conn        // as accepted; handed to net/http as it is
+	hand   *Handoff        // where it goes to net/http
 	guard  *guard.Conn     // inside c: gets the bytes already read on a hand-off
 	rw     net.Conn        // requests are read and responses written here
 	raw    syscall.RawConn // the TCP connection, to see a client leave
@@ -89,15 +90,7 @@ type request struct {
 
 // serve serves a connection accepted from a guarded listener.
 func (s *Server) serve(c net.Conn, hand *Handoff, out []byte) []byte {
-	f := &conn{s: s, c: c, first: true, out: out[:0]}
-	handedOff := false
-	defer func() {
-		s.done(f)
-		if !handedOff {
-			_ = c.Close()
-		}
-		putReadBuffer(f.buf)
-	}()
+	f := &conn{s: s, c: c, hand: hand, first: true, out: out[:0]}
 	switch g := c.(type) {
 	case *guard.Conn:
 		f.guard, f.rw, f.stall = g, g.Conn, g.Stall()
@@ -107,7 +100,7 @@ func (s *Server) serve(c net.Conn, hand *Handoff, out []byte) []byte {
 			f.sni, f.hasSNI = registry.NormalizeHost(sn), true
 		}
 	default: // HTTP/2 over TLS
-		handedOff = hand.hand(c)
+		f.end(hand.hand(c))
 		return f.out
 	}
 	rawConn := f.rw
@@ -119,17 +112,33 @@ func (s *Server) serve(c net.Conn, hand *Handoff, out []byte) []byte {
 	}
 	f.ip = upstream.ClientIP(rawConn.RemoteAddr().String())
 	if !s.add(f) {
+		f.end(false)
 		return f.out
 	}
 	f.buf = getReadBuffer()
+	return f.run()
+}
+
+// resume serves f again, parked idle until the client sent something.
+func (s *Server) resume(f *conn, out []byte) []byte {
+	f.out, f.buf = out[:0], getReadBuffer()
+	return f.run()
+}
+
+// run serves requests until the connection ends, is handed to net/http or
+// is parked, and returns the write buffer for the goroutine to keep.
+func (f *conn) run() []byte {
 	var r request
 	for {
 		switch f.next(&r) {
 		case nextClose:
+			f.end(false)
 			return f.out
 		case nextHandoff:
-			handedOff = f.handoff(hand)
+			f.end(f.handoff(f.hand))
 			return f.out
+		case nextPark:
+			return nil // f is the parker's now, and its write buffer gone
 		}
 		f.begin()
 		keep := f.proxy(&r)
@@ -138,15 +147,27 @@ func (s *Server) serve(c net.Conn, hand *Handoff, out []byte) []byte {
 			f.out = nil // grown for one large head or body: not for the connection's life
 		}
 		if !keep || f.aborted.Load() {
+			f.end(false)
 			return f.out
 		}
 	}
+}
+
+// end ends f's service here: closed, or handed to net/http.
+func (f *conn) end(handedOff bool) {
+	f.s.done(f)
+	if !handedOff {
+		_ = f.c.Close()
+	}
+	putReadBuffer(f.buf)
+	f.buf = nil
 }
 
 const (
 	nextRequest = iota
 	nextHandoff
 	nextClose
+	nextPark // idle with nothing held, waiting in the parker
 )
 
 // next reads until buf holds a whole request for the fast path, one for
@@ -198,7 +219,20 @@ func (f *conn) next(r *request) int {
 				// been quiet a while, so wait without the buffers.
 				f.setReadDeadline(end)
 				f.idle.Store(true)
-				if f.s.closing.Load() || !f.waitIdle() {
+				if f.s.closing.Load() {
+					return nextClose
+				}
+				if f.tls == nil && f.s.parker != nil {
+					// Everything let go first: once parked, f is the
+					// parker's, which may end it at once.
+					putReadBuffer(f.buf)
+					f.buf, f.out = nil, nil
+					if f.s.parker.park(f) {
+						return nextPark
+					}
+					f.buf = getReadBuffer()
+				}
+				if !f.waitIdle() {
 					return nextClose
 				}
 				continue

@@ -70,8 +70,9 @@ type Server struct {
 	obs         observe.Observer
 	running     sync.WaitGroup // connections being served, for the drain
 
-	tasks chan task     // to an idle serving goroutine
-	quit  chan struct{} // closed by Close: idle serving goroutines end
+	tasks  chan task     // to an idle serving goroutine
+	parker *parker       // idle plain connections, without goroutines; nil where unsupported
+	quit   chan struct{} // closed by Close: idle serving goroutines end
 
 	mu      sync.Mutex
 	conns   map[*conn]struct{} // for the drain
@@ -81,9 +82,11 @@ type Server struct {
 
 // New returns the fast path for c.
 func New(c Config) *Server {
-	return &Server{router: c.Router, backends: newBackends(c.Backends), base: c.Base, timeout: c.Timeout,
+	s := &Server{router: c.Router, backends: newBackends(c.Backends), base: c.Base, timeout: c.Timeout,
 		idleTimeout: c.IdleTimeout, headTimeout: c.HeadTimeout, log: c.Log, obs: c.Observer,
 		conns: map[*conn]struct{}{}, tasks: make(chan task), quit: make(chan struct{})}
+	s.parker = newParker(s)
+	return s
 }
 
 // SweepEvery closes kept backend connections gone stale, every interval
@@ -121,18 +124,25 @@ func (s *Server) Serve(ln net.Listener, hand *Handoff) error {
 			_ = c.Close()
 			continue
 		}
-		select {
-		case s.tasks <- task{c, hand}:
-		default:
-			go s.work(task{c, hand})
-		}
+		s.dispatch(task{c: c, hand: hand})
 	}
 }
 
-// task is an accepted connection for a serving goroutine.
+// dispatch gives t to an idle serving goroutine, or to a new one.
+func (s *Server) dispatch(t task) {
+	select {
+	case s.tasks <- t:
+	default:
+		go s.work(t)
+	}
+}
+
+// task is an accepted connection for a serving goroutine, or a parked one
+// that the client woke.
 type task struct {
 	c    net.Conn
 	hand *Handoff
+	f    *conn
 }
 
 // work serves t, then the connections it is given, until it has been idle
@@ -144,7 +154,11 @@ func (s *Server) work(t task) {
 	defer idle.Stop()
 	var out []byte
 	for {
-		out = s.serve(t.c, t.hand, out)
+		if t.f != nil {
+			out = s.resume(t.f, out)
+		} else {
+			out = s.serve(t.c, t.hand, out)
+		}
 		idle.Reset(workerIdle)
 		select {
 		case t = <-s.tasks:
@@ -196,6 +210,7 @@ func (s *Server) Wait() { s.running.Wait() }
 // http.Server.Shutdown does; the others close after their response.
 func (s *Server) CloseIdle() {
 	s.closing.Store(true)
+	s.parker.closeAll()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for f := range s.conns {
@@ -221,6 +236,7 @@ func (s *Server) Abort() {
 
 // Close cuts every connection left.
 func (s *Server) Close() {
+	s.parker.closeAll()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.stopped {
