@@ -338,3 +338,46 @@ func TestH2StalledReader(t *testing.T) {
 		t.Errorf("all %d bytes were delivered: the server never stalled", seen.dataBytes)
 	}
 }
+
+// Zero-window reader: a client that grants no flow-control window asks
+// for large answers, so the server can send none of their bodies. srp
+// bounds how long a write to a client may stall (Options.Timeout), but the
+// guard below TLS sees socket writes only, and here the server never
+// writes: each handler waits for window inside Go's HTTP/2 server, which
+// has no timeout for that unless http.Server.WriteTimeout is set, and srp
+// leaves it unset. The connection is not idle while streams are open, so
+// IdleTimeout does not end it either. A stalled answer must be given up
+// within the stall bound: its stream reset, or the connection closed.
+func TestH2ZeroWindow(t *testing.T) {
+	be := newH2Backend(t)
+	const timeout = time.Second
+	addr, roots := runH2(t, config(be.addr()), func(o *Options) { o.Timeout = timeout; o.idleTimeout = 2 * time.Second })
+	by := startBystander(t, addr, roots)
+	mem := watchMemory(t)
+
+	a := dialH2(t, addr, roots, nil, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
+	a.handshake()
+	seen := a.read()
+	const streams = 100
+	block := requestBlock("/big")
+	for i := range streams {
+		a.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: uint32(2*i + 1), BlockFragment: block, EndStream: true, EndHeaders: true})
+	}
+	a.flush()
+	start := time.Now()
+	gaveUp := seen.await(3*timeout+2*time.Second, func(s *h2Seen) bool {
+		resets := 0
+		for _, n := range s.resets {
+			resets += n
+		}
+		return resets == streams || s.err != nil
+	})
+	mem.check(t)
+	by.check(t)
+	t.Logf("zero window: %d streams; after %v: backend got %d requests; server: %v",
+		streams, time.Since(start).Round(time.Millisecond), be.requests.Load(), seen)
+	if !gaveUp {
+		t.Errorf("the server still holds %d streams stalled by a zero window, %v after they were asked for (Options.Timeout %v)",
+			streams, time.Since(start).Round(time.Millisecond), timeout)
+	}
+}

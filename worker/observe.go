@@ -17,6 +17,16 @@ type observed struct {
 	http.ResponseWriter
 	rec    observe.Request
 	headAt time.Time
+
+	// Over HTTP/2 a stream that waits for flow-control window writes
+	// nothing to the connection, so the guard's write-stall limit never
+	// sees it, and a client that grants no window would hold the stream,
+	// its handler and a backend connection for ever. The stream's own
+	// write deadline takes that limit's place: moved on as writes
+	// progress, at most once per stall, a write stalled between stall
+	// and twice that resets the stream.
+	stall time.Duration // 0: HTTP/1, left to the guard
+	armed time.Time     // when the deadline was last moved
 }
 
 var observedPool = sync.Pool{New: func() any { return new(observed) }}
@@ -34,6 +44,12 @@ func (o *observed) WriteHeader(code int) {
 func (o *observed) Write(b []byte) (int, error) {
 	if o.headAt.IsZero() {
 		o.WriteHeader(http.StatusOK)
+	}
+	if o.stall > 0 {
+		if now := time.Now(); now.Sub(o.armed) >= o.stall {
+			o.armed = now
+			_ = http.NewResponseController(o.ResponseWriter).SetWriteDeadline(now.Add(2 * o.stall))
+		}
 	}
 	n, err := o.ResponseWriter.Write(b)
 	o.rec.Bytes += int64(n)
@@ -65,6 +81,10 @@ type recordKey struct{}
 func (s *servers) observeHTTP(h http.Handler, w http.ResponseWriter, r *http.Request) {
 	o := observedPool.Get().(*observed)
 	o.ResponseWriter, o.rec, o.headAt = w, observe.Request{Start: time.Now()}, time.Time{}
+	o.stall, o.armed = 0, time.Time{}
+	if r.ProtoMajor == 2 {
+		o.stall = s.timeout
+	}
 	if s.linkRecords {
 		r = r.WithContext(context.WithValue(r.Context(), recordKey{}, &o.rec))
 	}
