@@ -29,10 +29,6 @@ const h2specCases = 145
 // stay exact: a case that starts passing (a Go release changed) fails the
 // test until it is taken off.
 var h2specKnown = map[string]string{
-	// Go advertises SETTINGS_MAX_FRAME_SIZE 1 MiB; the case assumes the
-	// default 16 KiB, so its 20 KB HEADERS frame is within what the server
-	// allowed, and it is answered.
-	"http2/4.2/3": "HEADERS frame over 16 KiB answered: Go allows 1 MiB frames",
 	// Go refuses a SETTINGS frame that names a parameter twice as a
 	// PROTOCOL_ERROR for the connection, its guard against SETTINGS abuse,
 	// where the case wants the values applied in order.

@@ -57,9 +57,13 @@ func (s *servers) serve(ln net.Listener, h http.Handler, tlsConf *tls.Config, fa
 		ReadHeaderTimeout: s.headTimeout, // a slow-header client cannot hold a connection
 		IdleTimeout:       s.idleTimeout,
 		MaxHeaderBytes:    guard.MaxHeaderBytes,
-		BaseContext:       func(net.Listener) context.Context { return s.base },
-		ConnState:         s.connState,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		// HTTP/2's default frame size rather than Go's 1 MiB: a peer's
+		// larger frame is then the FRAME_SIZE_ERROR the protocol says it
+		// is (h2spec 4.2/3), and no frame needs more than 16 KiB read.
+		HTTP2:       &http.HTTP2Config{MaxReadFrameSize: 16 << 10},
+		BaseContext: func(net.Listener) context.Context { return s.base },
+		ConnState:   s.connState,
+		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	s.list = append(s.list, srv)
 	s.lns = append(s.lns, ln)
