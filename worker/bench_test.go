@@ -3,16 +3,22 @@ package worker_test
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"srp/scripts/testkit"
 	"srp/worker"
 	"srp/worker/accesslog"
 )
@@ -106,6 +112,52 @@ func BenchmarkProxyNewConn(b *testing.B) {
 			c.Close()
 			if err != nil {
 				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(b.N), "cpu-ns/op")
+}
+
+// BenchmarkProxyH2 is HTTP/2 over TLS, how browsers reach srp in HTTPS
+// mode: 64 requests at a time over 4 client connections, 64-byte answers,
+// through net/http's HTTP/2 server and ReverseProxy. The client's own work
+// is in cpu-ns/op too.
+func BenchmarkProxyH2(b *testing.B) {
+	backend := rawBackend(b, 64)
+	cert, roots := testkit.SelfSigned(b, "app.test")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	startWorker(b, fmt.Sprintf(`{"Services": {"app.test": {"Backends": [%q]}}}`, backend),
+		worker.Options{HTTPS: ln, TLS: &tls.Config{Certificates: []tls.Certificate{cert}}})
+	clients := make([]*http.Client, 4)
+	for i := range clients {
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "app.test"}, ForceAttemptHTTP2: true,
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, network, ln.Addr().String())
+			}}
+		b.Cleanup(tr.CloseIdleConnections)
+		clients[i] = &http.Client{Transport: tr}
+	}
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(max(1, 64/runtime.GOMAXPROCS(0)))
+	b.ResetTimer()
+	cpu0 := cpuTime(b)
+	b.RunParallel(func(pb *testing.PB) {
+		c := clients[next.Add(1)%int64(len(clients))]
+		for pb.Next() {
+			resp, err := c.Get("https://app.test/x")
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			n, err := io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != http.StatusOK || n != 64 || resp.ProtoMajor != 2 {
+				b.Errorf("%s %d, %d bytes, %v", resp.Proto, resp.StatusCode, n, err)
 				return
 			}
 		}
