@@ -1,12 +1,15 @@
 // Command bench.d is the helper scripts/bench runs: a sample backend with
 // fixed-size answers, the baseline Go reverse proxy, a holder of idle
 // keep-alive connections that reports what they cost a server in memory,
-// and a free-port finder.
+// a free-port finder, and for the TLS modes a certificate maker and a load
+// client that opens a new TLS connection per request.
 //
 //	bench.d backend -addr 127.0.0.1:9001   answers /64 with 64 bytes, /16k with 16 KiB
-//	bench.d goproxy -addr A -backends B1,B2  httputil.ReverseProxy with a tuned pool
+//	bench.d goproxy -addr A -backends B1,B2 [-cert C -key K]  httputil.ReverseProxy with a tuned pool
 //	bench.d idle -addr A -host H -n 1000 -pid P
 //	bench.d ports -n 6                     prints n free loopback ports
+//	bench.d cert -dir D -name bench.test   a self-signed ECDSA P-256 certificate, in every server's format
+//	bench.d tlsload -addr A -name N -c 64 -d 5s [-resume]  a TLS handshake per request
 package main
 
 import (
@@ -32,7 +35,7 @@ func main() {
 	log.SetFlags(0)
 	log.SetPrefix("bench.d: ")
 	if len(os.Args) < 2 {
-		log.Fatal("usage: bench.d backend|goproxy|idle|ports [flags]")
+		log.Fatal("usage: bench.d backend|goproxy|idle|ports|cert|tlsload [flags]")
 	}
 	args := os.Args[2:]
 	var err error
@@ -45,6 +48,10 @@ func main() {
 		err = idle(args)
 	case "ports":
 		err = ports(args)
+	case "cert":
+		err = cert(args)
+	case "tlsload":
+		err = tlsload(args)
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -194,11 +201,15 @@ func ports(args []string) error {
 
 // goproxy is the Go baseline: httputil.ReverseProxy as a careful Go user
 // would set it up (round robin, a keep-alive pool as large as the load, a
-// buffer pool, the same forwarding headers as the other proxies).
+// buffer pool, the same forwarding headers as the other proxies). With
+// -cert and -key it serves HTTPS instead, HTTP/2 and HTTP/1.1, as net/http
+// sets TLS up by default.
 func goproxy(args []string) error {
 	fs := flag.NewFlagSet("goproxy", flag.ExitOnError)
 	addr := fs.String("addr", "127.0.0.1:9000", "listen `address`")
 	list := fs.String("backends", "", "comma-separated backend `addresses`")
+	certFile := fs.String("cert", "", "certificate PEM `file`: serve HTTPS")
+	keyFile := fs.String("key", "", "private key PEM `file`")
 	_ = fs.Parse(args)
 	backends := strings.Split(*list, ",")
 	var next, ids atomic.Uint64
@@ -217,6 +228,9 @@ func goproxy(args []string) error {
 		BufferPool: &bufPool{p: sync.Pool{New: func() any { return new([32 << 10]byte) }}},
 	}
 	srv := &http.Server{Addr: *addr, Handler: rp, ReadHeaderTimeout: 10 * time.Second}
+	if *certFile != "" {
+		return srv.ListenAndServeTLS(*certFile, *keyFile)
+	}
 	return srv.ListenAndServe()
 }
 
