@@ -318,7 +318,7 @@ func TestFleetRenewal(t *testing.T) {
 }
 
 // TestFleetStoreDown stops etcd: every node keeps serving the name it
-// holds, a node restarted meanwhile serves it from its own copy, a new
+// holds, a node reloaded or restarted meanwhile serves it from its own copy, a new
 // name fails fast and says why, and succeeds once etcd is back.
 func TestFleetStoreDown(t *testing.T) {
 	f := newSRPFleet(t, 3, defaultPebble)
@@ -336,6 +336,14 @@ func TestFleetStoreDown(t *testing.T) {
 		if took := time.Since(start); took > time.Second {
 			t.Errorf("%s: a held name took %v with etcd down", n.name, took)
 		}
+	}
+
+	// A reload starts a worker that cannot reach etcd either.
+	if code, out := srpCLI(t, "reload", "-pidfile", f.nodes[0].pidfile); code != 0 {
+		t.Fatalf("reload with etcd down: exit %d: %s", code, out)
+	}
+	if got := f.mustGet(f.nodes[0], "www.srp.test"); got != serial {
+		t.Errorf("reloaded %s serves %s with etcd down, want %s", f.nodes[0].name, got, serial)
 	}
 
 	restarted := f.nodes[1]
