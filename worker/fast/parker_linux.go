@@ -1,6 +1,8 @@
 package fast
 
 import (
+	"errors"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -14,6 +16,11 @@ import (
 type parker struct {
 	s    *Server
 	epfd int
+	// The set itself waits in the runtime's poller, as a socket does: a
+	// goroutine blocked in epoll_wait would hold its thread and, with one
+	// CPU, stall every other goroutine until the runtime took the CPU back.
+	file *os.File
+	rc   syscall.RawConn
 
 	mu     sync.Mutex
 	conns  map[int32]*conn // parked, by socket
@@ -22,11 +29,19 @@ type parker struct {
 
 func newParker(s *Server) *parker {
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err == nil {
+		err = syscall.SetNonblock(epfd, true)
+	}
 	if err != nil {
 		s.log.Warn("idle connections keep their goroutines: epoll unavailable", "err", err)
 		return nil
 	}
-	p := &parker{s: s, epfd: epfd, conns: map[int32]*conn{}}
+	p := &parker{s: s, epfd: epfd, file: os.NewFile(uintptr(epfd), "idle connections"), conns: map[int32]*conn{}}
+	if p.rc, err = p.file.SyscallConn(); err != nil {
+		s.log.Warn("idle connections keep their goroutines: epoll unavailable", "err", err)
+		_ = p.file.Close()
+		return nil
+	}
 	go p.run()
 	return p
 }
@@ -79,25 +94,26 @@ func (p *parker) take(fd int32) *conn {
 func (p *parker) run() {
 	events := make([]syscall.EpollEvent, 128)
 	for {
-		n, err := syscall.EpollWait(p.epfd, events, 1000)
-		if err != nil && err != syscall.EINTR {
-			p.s.log.Error("idle connections: epoll_wait failed", "err", err)
-			p.closeAll()
+		_ = p.file.SetReadDeadline(time.Now().Add(time.Second))
+		var n int
+		var werr error
+		err := p.rc.Read(func(fd uintptr) bool {
+			n, werr = syscall.EpollWait(int(fd), events, 0)
+			return n > 0 || werr != nil && werr != syscall.EINTR
+		})
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+		case err != nil || werr != nil:
+			if !errors.Is(err, os.ErrClosed) {
+				p.s.log.Error("idle connections: epoll failed", "err", errors.Join(err, werr))
+				p.closeAll()
+			}
 			return
 		}
-		for _, ev := range events[:max(n, 0)] {
+		for _, ev := range events[:n] {
 			if f := p.take(ev.Fd); f != nil {
 				p.s.dispatch(task{f: f})
 			}
-		}
-		p.mu.Lock()
-		closed := p.closed
-		if closed {
-			_ = syscall.Close(p.epfd)
-		}
-		p.mu.Unlock()
-		if closed {
-			return
 		}
 		p.expire(time.Now())
 	}
@@ -126,6 +142,9 @@ func (p *parker) closeAll() {
 		return
 	}
 	p.mu.Lock()
+	if !p.closed {
+		_ = p.file.Close() // ends run; the sockets leave the set as they close
+	}
 	p.closed = true
 	fds := make([]int32, 0, len(p.conns))
 	for fd := range p.conns {
