@@ -91,9 +91,13 @@ func backend(args []string) error {
 	return srv.ListenAndServe()
 }
 
-// idle opens n keep-alive connections to addr, completes one request on each
+// idle opens n keep-alive connections, each with one request answered,
 // so the server holds them as idle HTTP connections, and prints the server
 // process's resident memory before and after as "before_kib after_kib".
+// With -settle, it then waits that long and opens n more, and prints the
+// memory after those too: a server that gives back what its long-idle
+// connections held serves the second lot from it, so their growth is
+// what an idle connection costs it once settled.
 func idle(args []string) error {
 	fs := flag.NewFlagSet("idle", flag.ExitOnError)
 	addr := fs.String("addr", "", "server `address`")
@@ -101,12 +105,13 @@ func idle(args []string) error {
 	path := fs.String("path", "/64", "request path")
 	n := fs.Int("n", 1000, "connections to hold")
 	pid := fs.Int("pid", 0, "server process whose VmRSS to report")
+	settle := fs.Duration("settle", 0, "then wait this long and open n more")
 	_ = fs.Parse(args)
 	before, err := vmRSS(*pid)
 	if err != nil {
 		return err
 	}
-	conns := make([]net.Conn, *n)
+	var conns []net.Conn
 	defer func() {
 		for _, c := range conns {
 			if c != nil {
@@ -115,30 +120,50 @@ func idle(args []string) error {
 		}
 	}()
 	req := "GET " + *path + " HTTP/1.1\r\nHost: " + *host + "\r\n\r\n"
-	var wg sync.WaitGroup
-	errs := make(chan error, *n)
-	sem := make(chan struct{}, 64) // a burst the size of the load test's, not a SYN flood
-	for i := range conns {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			c, err := openIdle(*addr, req)
-			conns[i] = c
-			if err != nil {
-				errs <- err
-			}
-		})
+	open := func() error {
+		batch := make([]net.Conn, *n)
+		defer func() { conns = append(conns, batch...) }()
+		var wg sync.WaitGroup
+		errs := make(chan error, *n)
+		sem := make(chan struct{}, 64) // a burst the size of the load test's, not a SYN flood
+		for i := range batch {
+			wg.Go(func() {
+				sem <- struct{}{}
+				defer func() { <-sem }()
+				c, err := openIdle(*addr, req)
+				batch[i] = c
+				if err != nil {
+					errs <- err
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		if err := <-errs; err != nil {
+			return fmt.Errorf("%d of %d connections failed, first: %w", len(errs)+1, *n, err)
+		}
+		return nil
 	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		return fmt.Errorf("%d of %d connections failed, first: %w", len(errs)+1, *n, err)
+	if err := open(); err != nil {
+		return err
 	}
 	after, err := vmRSS(*pid)
 	if err != nil {
 		return err
 	}
-	fmt.Println(before, after)
+	if *settle <= 0 {
+		fmt.Println(before, after)
+		return nil
+	}
+	time.Sleep(*settle)
+	if err := open(); err != nil {
+		return err
+	}
+	settled, err := vmRSS(*pid)
+	if err != nil {
+		return err
+	}
+	fmt.Println(before, after, settled)
 	return nil
 }
 
