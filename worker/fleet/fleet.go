@@ -61,8 +61,12 @@ type Fleet struct {
 	failed  map[string]failure          // recent failures, answered at once
 	pending map[string][]byte           // certificates not yet written to etcd
 	tokens  map[string][]byte           // challenge answers this node stored
+	account []byte                      // the account key's PEM, once read
+
+	// sessMu, not mu, guards the session: it is made while etcd is asked,
+	// and mu is taken by every handshake.
+	sessMu  sync.Mutex
 	session *concurrency.Session
-	account []byte // the account key's PEM, once read
 }
 
 type failure struct {
@@ -115,10 +119,10 @@ func Open(o Options) (*Fleet, error) {
 // Close stops the renewal loop and gives up this node's lease, so a lock
 // it held is free at once rather than when the lease expires.
 func (f *Fleet) Close() {
-	f.mu.Lock()
+	f.sessMu.Lock()
 	s := f.session
 	f.session = nil
-	f.mu.Unlock()
+	f.sessMu.Unlock()
 	if s != nil {
 		s.Orphan()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -149,8 +153,8 @@ func (f *Fleet) get(ctx context.Context, name string) ([]byte, int64, error) {
 // lease returns this node's session, made anew if the last one expired
 // (etcd unreachable for longer than its TTL).
 func (f *Fleet) lease(ctx context.Context) (*concurrency.Session, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.sessMu.Lock()
+	defer f.sessMu.Unlock()
 	if f.session != nil {
 		select {
 		case <-f.session.Done():

@@ -207,3 +207,28 @@ func TestGate(t *testing.T) {
 		t.Errorf("closed gate: %v, want %v", err, first)
 	}
 }
+
+// A handshake for a held name never waits behind a call to etcd, even the
+// one that makes this node's lease.
+func TestHeldNameNotBehindLease(t *testing.T) {
+	now := time.Now()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "held.test"), certPEM(t, "held.test", now.Add(-time.Hour), now.Add(80*24*time.Hour)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := openUnreachable(t, dir, "held.test")
+	granting := make(chan struct{})
+	go func() {
+		close(granting)
+		_, _ = f.lease(context.Background()) // waits the store timeout for an unreachable etcd
+	}()
+	<-granting
+	time.Sleep(100 * time.Millisecond) // into the grant
+	start := time.Now()
+	if _, err := f.Certificate(context.Background(), "held.test"); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 50*time.Millisecond {
+		t.Errorf("held name took %v while the lease was being granted", took)
+	}
+}
