@@ -96,6 +96,9 @@ func TestFastPathLongIdleClosedByDrain(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("drain did not finish")
 	}
+	if n := w.logs.Count("level=ERROR"); n > 0 {
+		t.Errorf("the drain logged %d errors:\n%s", n, w.logs)
+	}
 }
 
 // Idle connections past the request-head limit hold no goroutine: 200 of

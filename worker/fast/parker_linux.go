@@ -104,7 +104,10 @@ func (p *parker) run() {
 		switch {
 		case errors.Is(err, os.ErrDeadlineExceeded):
 		case err != nil || werr != nil:
-			if !errors.Is(err, os.ErrClosed) {
+			p.mu.Lock()
+			closed := p.closed
+			p.mu.Unlock()
+			if !closed { // closing the set ends the wait with an error too
 				p.s.log.Error("idle connections: epoll failed", "err", errors.Join(err, werr))
 				p.closeAll()
 			}
