@@ -175,3 +175,49 @@ func TestSilentTLSClientBlocksNoOne(t *testing.T) {
 		t.Errorf("status %d", resp.StatusCode)
 	}
 }
+
+// A client whose TLS handshake is under way when the drain starts gets its
+// handshake and its request answered, with Connection: close, as a client
+// whose request was in flight does: an upgrade or a stop under load must
+// not cut it.
+func TestTLSHandshakeUnderWaySurvivesDrain(t *testing.T) {
+	rec := newRecorder(t, nil)
+	cert, roots := testkit.SelfSigned(t, "app.test")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := runGuarded(t, config(rec.addr()), func(o *Options) {
+		o.HTTPS = ln
+		o.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		o.Grace = 3 * time.Second
+	})
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	time.Sleep(200 * time.Millisecond) // accepted; its handshake waits for the hello
+	stopped := make(chan struct{})
+	go func() { w.stop(); close(stopped) }()
+	time.Sleep(300 * time.Millisecond) // the drain has closed the listeners
+	tc := tls.Client(raw, &tls.Config{RootCAs: roots, ServerName: "app.test", NextProtos: []string{"http/1.1"}})
+	tc.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := tc.Handshake(); err != nil {
+		t.Fatalf("handshake under way when the drain began: %v", err)
+	}
+	io.WriteString(tc, "GET /late HTTP/1.1\r\nHost: app.test\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(tc), nil)
+	if err != nil {
+		t.Fatalf("request after the handshake: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !resp.Close {
+		t.Errorf("status %d, close %v; want 200 with Connection: close", resp.StatusCode, resp.Close)
+	}
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		t.Fatal("drain did not finish")
+	}
+}

@@ -1,7 +1,6 @@
 package guard
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -19,7 +18,10 @@ import (
 // to serve them with HTTP/2; HTTP/2 frames its own requests.
 //
 // Each handshake runs in its own goroutine, so a client that never sends
-// its hello holds up no one else.
+// its hello holds up no one else. Closing the listener stops accepting but
+// lets the handshakes under way finish, within their own deadline, and
+// Accept returns them until none is left: a client that connected before
+// a drain or an upgrade is served like one whose request was in flight.
 type tlsListener struct {
 	ln      net.Listener
 	conf    *tls.Config
@@ -27,8 +29,8 @@ type tlsListener struct {
 	timeout time.Duration // for the whole handshake
 	log     *slog.Logger
 
-	ctx       context.Context // cancelled by Close; aborts handshakes in progress
-	stop      context.CancelFunc
+	closing   chan struct{} // closed by Close
+	loopDone  chan struct{} // closed when acceptLoop has returned
 	conns     chan net.Conn // handshaken, waiting for Accept
 	errs      chan error    // temporary accept errors, for the server's back-off
 	failed    chan struct{} // closed when the raw listener failed for good
@@ -37,14 +39,19 @@ type tlsListener struct {
 	count     *Conns
 	closeOnce sync.Once
 	closeErr  error
+
+	mu       sync.Mutex
+	underWay int           // handshakes started and not yet handed over or failed
+	closed   bool          // Close has run
+	drained  chan struct{} // closed once closed and none is under way
 }
 
 // NewTLSListener serves TLS with conf on ln. conf is cloned: net/http
 // changes the server's own copy when it sets up HTTP/2.
 func NewTLSListener(ln net.Listener, conf *tls.Config, stall, timeout time.Duration, log *slog.Logger, conns *Conns) net.Listener {
 	conf = conf.Clone()
-	ctx, stop := context.WithCancel(context.Background())
-	l := &tlsListener{ln: ln, conf: conf, stall: stall, timeout: timeout, log: log, ctx: ctx, stop: stop,
+	l := &tlsListener{ln: ln, conf: conf, stall: stall, timeout: timeout, log: log,
+		closing: make(chan struct{}), loopDone: make(chan struct{}), drained: make(chan struct{}),
 		conns: make(chan net.Conn), errs: make(chan error), failed: make(chan struct{}),
 		slots: make(chan struct{}, maxHandshakes), count: conns}
 	go l.acceptLoop()
@@ -64,17 +71,20 @@ func WithHTTP(protos []string) []string {
 }
 
 func (l *tlsListener) acceptLoop() {
+	defer close(l.loopDone)
 	for {
 		select {
 		case l.slots <- struct{}{}:
-		case <-l.ctx.Done():
+		case <-l.closing:
 			return
 		}
 		c, err := l.ln.Accept()
 		if err != nil {
 			<-l.slots
-			if l.ctx.Err() != nil {
+			select {
+			case <-l.closing:
 				return
+			default:
 			}
 			// Passed on for the server's back-off (file descriptors
 			// exhausted, say); anything else ends the listener.
@@ -84,7 +94,7 @@ func (l *tlsListener) acceptLoop() {
 				select {
 				case l.errs <- err:
 					continue
-				case <-l.ctx.Done():
+				case <-l.closing:
 					return
 				}
 			}
@@ -92,20 +102,31 @@ func (l *tlsListener) acceptLoop() {
 			close(l.failed)
 			return
 		}
+		l.mu.Lock()
+		l.underWay++
+		l.mu.Unlock()
 		go l.handshake(c)
 	}
 }
 
 // handshake hands c to Accept once its handshake is done, or closes it.
 func (l *tlsListener) handshake(raw net.Conn) {
-	defer func() { <-l.slots }()
+	defer func() {
+		<-l.slots
+		l.mu.Lock()
+		l.underWay--
+		if l.closed && l.underWay == 0 {
+			close(l.drained)
+		}
+		l.mu.Unlock()
+	}()
 	below := NewConn(raw, l.stall, l.log)
 	below.count(l.count, "https") // closing tls.Conn or the guard above closes this one
 	below.raw.Store(true)         // ciphertext: only the write stall is bounded here
 	tc := tls.Server(below, l.conf)
 	// certGetter may move this deadline while a certificate is issued.
 	_ = below.SetDeadline(time.Now().Add(l.timeout))
-	if err := tc.HandshakeContext(l.ctx); err != nil {
+	if err := tc.Handshake(); err != nil {
 		var re tls.RecordHeaderError
 		if errors.As(err, &re) && re.Conn != nil && looksLikeHTTP(re.RecordHeader) {
 			_, _ = io.WriteString(re.Conn, "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
@@ -131,7 +152,16 @@ func (l *tlsListener) handshake(raw net.Conn) {
 	}
 	select {
 	case l.conns <- c:
-	case <-l.ctx.Done():
+		return
+	case <-l.closing:
+	}
+	// Closed: the server accepts on through the drain's grace, or has
+	// stopped; wait for it no longer than a handshake may take.
+	t := time.NewTimer(l.timeout)
+	defer t.Stop()
+	select {
+	case l.conns <- c:
+	case <-t.C:
 		_ = c.Close()
 	}
 }
@@ -154,16 +184,23 @@ func (l *tlsListener) Accept() (net.Conn, error) {
 		return nil, err
 	case <-l.failed:
 		return nil, l.err
-	case <-l.ctx.Done():
+	case <-l.drained:
 		return nil, net.ErrClosed
 	}
 }
 
-// Close stops accepting and ends the handshakes in progress.
+// Close stops accepting; the handshakes under way go on (see tlsListener).
 func (l *tlsListener) Close() error {
 	l.closeOnce.Do(func() {
-		l.stop()
+		close(l.closing)
 		l.closeErr = l.ln.Close()
+		<-l.loopDone // every connection it accepted is counted under way
+		l.mu.Lock()
+		l.closed = true
+		if l.underWay == 0 {
+			close(l.drained)
+		}
+		l.mu.Unlock()
 	})
 	return l.closeErr
 }
