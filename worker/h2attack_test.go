@@ -2,7 +2,11 @@ package worker
 
 import (
 	"bytes"
+	"context"
+	"crypto/tls"
+	"io"
 	"net"
+	"net/http"
 	"strings"
 	"syscall"
 	"testing"
@@ -379,5 +383,34 @@ func TestH2ZeroWindow(t *testing.T) {
 	if !gaveUp {
 		t.Errorf("the server still holds %d streams stalled by a zero window, %v after they were asked for (Options.Timeout %v)",
 			streams, time.Since(start).Round(time.Millisecond), timeout)
+	}
+}
+
+// The limit on a stalled HTTP/2 write must not end a stream that is only
+// quiet: an event stream whose backend pauses for longer than -timeout
+// between events gets every event.
+func TestH2QuietStreamNotReset(t *testing.T) {
+	be := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: one\n\n")
+		w.(http.Flusher).Flush()
+		time.Sleep(2500 * time.Millisecond) // past twice the 1s -timeout
+		io.WriteString(w, "data: two\n\n")
+	})
+	addr, roots := runH2(t, config(be.addr()), func(o *Options) { o.Timeout = time.Second })
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "app.test"}, ForceAttemptHTTP2: true,
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		}}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	resp, err := c.Get("https://app.test/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if resp.ProtoMajor != 2 || err != nil || string(body) != "data: one\n\ndata: two\n\n" {
+		t.Errorf("%s: %q, %v; want both events", resp.Proto, body, err)
 	}
 }

@@ -21,15 +21,15 @@ type observed struct {
 	// Over HTTP/2 a stream that waits for flow-control window writes
 	// nothing to the connection, so the guard's write-stall limit never
 	// sees it, and a client that grants no window would hold the stream,
-	// its handler and a backend connection for ever. The stream's own
-	// write deadline takes that limit's place: moved on as writes
-	// progress, at most once per stall, a write stalled between stall
-	// and twice that resets the stream.
+	// its handler and a backend connection for ever. So a write that has
+	// not returned within stall resets its stream. A timer per write, not
+	// the stream's write deadline: a deadline also runs while the stream
+	// is only quiet, and would end an event stream between two events.
 	stall time.Duration // 0: HTTP/1, left to the guard
-	armed time.Time     // when the deadline was last moved
+	reset chan struct{} // the timer's reset is done: w is used no more
 }
 
-var observedPool = sync.Pool{New: func() any { return new(observed) }}
+var observedPool = sync.Pool{New: func() any { return &observed{reset: make(chan struct{}, 1)} }}
 
 // Unwrap lets http.ResponseController reach Flush, Hijack and deadlines.
 func (o *observed) Unwrap() http.ResponseWriter { return o.ResponseWriter }
@@ -46,10 +46,18 @@ func (o *observed) Write(b []byte) (int, error) {
 		o.WriteHeader(http.StatusOK)
 	}
 	if o.stall > 0 {
-		if now := time.Now(); now.Sub(o.armed) >= o.stall {
-			o.armed = now
-			_ = http.NewResponseController(o.ResponseWriter).SetWriteDeadline(now.Add(2 * o.stall))
-		}
+		w, reset := o.ResponseWriter, o.reset
+		// A deadline already past resets the stream at once, ending the
+		// write it blocks.
+		t := time.AfterFunc(o.stall, func() {
+			_ = http.NewResponseController(w).SetWriteDeadline(time.Unix(1, 0))
+			reset <- struct{}{}
+		})
+		defer func() {
+			if !t.Stop() {
+				<-reset // w must not be touched once the handler is done
+			}
+		}()
 	}
 	n, err := o.ResponseWriter.Write(b)
 	o.rec.Bytes += int64(n)
@@ -81,7 +89,7 @@ type recordKey struct{}
 func (s *servers) observeHTTP(h http.Handler, w http.ResponseWriter, r *http.Request) {
 	o := observedPool.Get().(*observed)
 	o.ResponseWriter, o.rec, o.headAt = w, observe.Request{Start: time.Now()}, time.Time{}
-	o.stall, o.armed = 0, time.Time{}
+	o.stall = 0
 	if r.ProtoMajor == 2 {
 		o.stall = s.timeout
 	}
