@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"srp/scripts/testkit"
+	"strings"
 	"testing"
 	"time"
 )
@@ -135,6 +136,11 @@ func TestFastStaleConnection(t *testing.T) {
 	be := newScripted(t, func(n int, r *http.Request) (string, bool) {
 		if n > 0 {
 			return "", true
+		}
+		if r.Method == http.MethodHead {
+			// No body: stray bytes left on a kept connection would fail
+			// the next test case's first request on net/http's path.
+			return strings.TrimSuffix(okAnswer, "ok"), false
 		}
 		return okAnswer, false
 	})
