@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"time"
 
+	"srp/platform"
 	"srp/worker/upstream"
 )
 
@@ -156,33 +157,5 @@ func (c *backendConn) setReadDeadline(t time.Time) {
 // nothing on it. A peek costs one system call, where a reader goroutine per
 // connection (as net/http's Transport keeps) costs a wake-up per response.
 func (c *backendConn) alive() bool {
-	return c.raw != nil && peek(c.raw) == peekEmpty
-}
-
-const (
-	peekEmpty  = iota // open, nothing to read
-	peekData          // bytes waiting
-	peekClosed        // the peer closed or reset the connection
-)
-
-// peek looks at a socket without reading from it or waiting. Control, not
-// Read: a read deadline that has passed must not hide the answer.
-func peek(rc syscall.RawConn) int {
-	res := peekClosed
-	if err := rc.Control(func(fd uintptr) { res = peekFD(fd) }); err != nil {
-		return peekClosed
-	}
-	return res
-}
-
-func peekFD(fd uintptr) int {
-	var b [1]byte
-	n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-	switch {
-	case n > 0:
-		return peekData
-	case err == syscall.EAGAIN || err == syscall.EWOULDBLOCK || err == syscall.EINTR:
-		return peekEmpty
-	}
-	return peekClosed
+	return c.raw != nil && platform.Peek(c.raw) == platform.PeekEmpty
 }

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"srp/platform"
 	"srp/registry"
 	"srp/worker/guard"
 	"srp/worker/h1"
@@ -259,7 +260,7 @@ func (f *conn) waitIdle() bool {
 	}
 	putReadBuffer(f.buf)
 	f.buf = nil
-	err := f.raw.Read(func(fd uintptr) bool { return peekFD(fd) != peekEmpty })
+	err := f.raw.Read(func(fd uintptr) bool { return platform.PeekFD(fd) != platform.PeekEmpty })
 	f.buf = getReadBuffer()
 	return err == nil
 }

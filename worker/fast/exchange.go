@@ -303,7 +303,7 @@ func (f *conn) clientGone() bool {
 	check := func(fd uintptr) {
 		closed, known := platform.PeerShutdown(fd)
 		if !known { // only a close with nothing queued to read is seen
-			closed = peekFD(fd) == peekClosed
+			closed = platform.PeekFD(fd) == platform.PeekClosed
 		}
 		gone = closed
 	}
