@@ -115,13 +115,14 @@ func newTransport(timeout time.Duration) *http.Transport {
 			}
 			return c, nil
 		},
-		MaxIdleConns:          maxIdleBackendConns,
-		MaxIdleConnsPerHost:   upstream.MaxIdlePerBackend,
-		IdleConnTimeout:       upstream.IdleTimeout,
-		ResponseHeaderTimeout: timeout,
-		ExpectContinueTimeout: 0,
-		DisableCompression:    true, // pass bodies through as the backend encoded them
-		ForceAttemptHTTP2:     false,
+		MaxIdleConns:           maxIdleBackendConns,
+		MaxIdleConnsPerHost:    upstream.MaxIdlePerBackend,
+		IdleConnTimeout:        upstream.IdleTimeout,
+		ResponseHeaderTimeout:  timeout,
+		MaxResponseHeaderBytes: 1 << 20, // as the fast path's and the direct transport's
+		ExpectContinueTimeout:  0,
+		DisableCompression:     true, // pass bodies through as the backend encoded them
+		ForceAttemptHTTP2:      false,
 	}
 }
 

@@ -21,7 +21,9 @@
 //     servers.go runs the http.Server, router.go's ServeHTTP routes by
 //     Host (404, redirect, the API, or a service), and proxy.go's
 //     ReverseProxy and transport send it to a backend, with the same retry
-//     rules; errors.go maps every failure to one status and one log line.
+//     rules, through worker/direct (or net/http's Transport for a request
+//     with a body); errors.go maps every failure to one status and one
+//     log line.
 //  4. The drain (servers.go): stop accepting, let keep-alive clients
 //     leave, shut down, cut what is left at the deadline.
 //
@@ -43,6 +45,7 @@ import (
 	"srp/health"
 	"srp/registry"
 	"srp/supervisor/counters"
+	"srp/worker/direct"
 	"srp/worker/guard"
 	"srp/worker/metrics"
 	"srp/worker/observe"
@@ -169,7 +172,7 @@ func build(o Options) (*router, *health.Checker) {
 
 // wire is build, also returning the status page, whose sampler Run starts.
 func wire(o Options) (*router, *health.Checker, *status.Handler) {
-	backends := newTransport(o.Timeout)
+	backends := direct.New(newTransport(o.Timeout), o.Timeout)
 	errs := newErrorHandler(o.Logger)
 	rt := &router{snap: o.Snapshot, routes: map[*registry.Service]*route{}, draining: new(atomic.Bool), unready: o.Unready, errs: errs}
 	region := o.Counters

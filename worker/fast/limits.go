@@ -13,7 +13,8 @@ const (
 	// size that then takes one read and one write.
 	backendBufSize = 20 << 10
 
-	// maxResponseHead is net/http Transport's default limit.
+	// maxResponseHead is the response head limit of all three backend
+	// transports.
 	maxResponseHead = 1 << 20
 
 	// clientPoll is how often a wait for a backend looks whether its
