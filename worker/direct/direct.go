@@ -84,9 +84,8 @@ type conn struct {
 	net.Conn
 	addr string
 	raw  syscall.RawConn
-	br   *bufio.Reader
-	bw   *bufio.Writer
-	used time.Time // when it went idle
+	br   *bufio.Reader // only while a request is in progress
+	used time.Time     // when it went idle
 
 	read  int // bytes read for the request in progress
 	limit int // while > 0, reading past it is errHeadTooLarge
@@ -112,10 +111,12 @@ var aLongTimeAgo = time.Unix(1, 0)
 func (c *conn) roundTrip(t *Transport, req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	c.read = 0
+	c.br = readers.Get().(*bufio.Reader)
+	c.br.Reset(c)
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(aLongTimeAgo) })
 	fail := func(err error) (*http.Response, error) {
 		stop()
-		_ = c.Close()
+		c.close()
 		if ctx.Err() != nil {
 			err = ctx.Err() // the wait ended because the client left
 		}
@@ -124,10 +125,15 @@ func (c *conn) roundTrip(t *Transport, req *http.Request) (*http.Response, error
 		}
 		return nil, err
 	}
-	if err := req.Write(c.bw); err != nil {
-		return fail(err)
+	bw := writers.Get().(*bufio.Writer)
+	bw.Reset(c.Conn)
+	err := req.Write(bw)
+	if err == nil {
+		err = bw.Flush()
 	}
-	if err := c.bw.Flush(); err != nil {
+	bw.Reset(nil)
+	writers.Put(bw)
+	if err != nil {
 		return fail(err)
 	}
 	if t.Timeout > 0 {
@@ -217,8 +223,26 @@ func (b *body) release(keep bool) {
 	if keep {
 		b.t.put(b.c)
 	} else {
-		_ = b.c.Close()
+		b.c.close()
 	}
+}
+
+// Buffers are held only while a request is in progress: most kept
+// connections are idle, and a reader is empty once its response is over.
+var (
+	readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, bufSize) }}
+	writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, bufSize) }}
+)
+
+func (c *conn) dropReader() {
+	c.br.Reset(nil)
+	readers.Put(c.br)
+	c.br = nil
+}
+
+func (c *conn) close() {
+	c.dropReader()
+	_ = c.Close()
 }
 
 // get returns a kept connection to addr that the backend has not closed
@@ -245,8 +269,6 @@ func (t *Transport) get(ctx context.Context, addr string, fresh bool) (c *conn, 
 		return nil, false, &upstream.DialError{Err: err}
 	}
 	c = &conn{Conn: nc, addr: addr}
-	c.br = bufio.NewReaderSize(c, bufSize)
-	c.bw = bufio.NewWriterSize(nc, bufSize)
 	if sc, ok := nc.(syscall.Conn); ok {
 		c.raw, _ = sc.SyscallConn()
 	}
@@ -259,6 +281,7 @@ func (c *conn) alive() bool {
 
 // put keeps c for the next request to its backend.
 func (t *Transport) put(c *conn) {
+	c.dropReader()
 	c.used = time.Now()
 	t.mu.Lock()
 	if t.closed || len(t.idle[c.addr]) >= upstream.MaxIdlePerBackend {
