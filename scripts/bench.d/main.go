@@ -6,7 +6,7 @@
 //
 //	bench.d backend -addr 127.0.0.1:9001   answers /64 with 64 bytes, /16k with 16 KiB
 //	bench.d goproxy -addr A -backends B1,B2 [-cert C -key K]  httputil.ReverseProxy with a tuned pool
-//	bench.d idle -addr A -host H -n 1000 -pid P
+//	bench.d idle -addr A -host H -n 1000 -pid P [-tls [-h2]]
 //	bench.d ports -n 6                     prints n free loopback ports
 //	bench.d cert -dir D -name bench.test   a self-signed ECDSA P-256 certificate, in every server's format
 //	bench.d tlsload -addr A -name N -c 64 -d 5s [-resume]  a TLS handshake per request
@@ -97,7 +97,9 @@ func backend(args []string) error {
 // With -settle, it then waits that long and opens n more, and prints the
 // memory after those too: a server that gives back what its long-idle
 // connections held serves the second lot from it, so their growth is
-// what an idle connection costs it once settled.
+// what an idle connection costs it once settled. With -tls the
+// connections are HTTPS (HTTP/1.1, or with -h2 HTTP/2), Host naming the
+// server too.
 func idle(args []string) error {
 	fs := flag.NewFlagSet("idle", flag.ExitOnError)
 	addr := fs.String("addr", "", "server `address`")
@@ -106,12 +108,25 @@ func idle(args []string) error {
 	n := fs.Int("n", 1000, "connections to hold")
 	pid := fs.Int("pid", 0, "server process whose VmRSS to report")
 	settle := fs.Duration("settle", 0, "then wait this long and open n more")
+	useTLS := fs.Bool("tls", false, "HTTPS")
+	h2 := fs.Bool("h2", false, "HTTP/2 (with -tls)")
 	_ = fs.Parse(args)
+	req := "GET " + *path + " HTTP/1.1\r\nHost: " + *host + "\r\n\r\n"
+	dial := func() (io.Closer, error) {
+		c, err := openIdle(*addr, req)
+		if c == nil {
+			return nil, err // not a typed nil: the holder closes what is not nil
+		}
+		return c, err
+	}
+	if *useTLS {
+		dial = func() (io.Closer, error) { return openIdleTLS(*addr, *host, *path, *h2) }
+	}
 	before, err := vmRSS(*pid)
 	if err != nil {
 		return err
 	}
-	var conns []net.Conn
+	var conns []io.Closer
 	defer func() {
 		for _, c := range conns {
 			if c != nil {
@@ -119,9 +134,8 @@ func idle(args []string) error {
 			}
 		}
 	}()
-	req := "GET " + *path + " HTTP/1.1\r\nHost: " + *host + "\r\n\r\n"
 	open := func() error {
-		batch := make([]net.Conn, *n)
+		batch := make([]io.Closer, *n)
 		defer func() { conns = append(conns, batch...) }()
 		var wg sync.WaitGroup
 		errs := make(chan error, *n)
@@ -130,7 +144,7 @@ func idle(args []string) error {
 			wg.Go(func() {
 				sem <- struct{}{}
 				defer func() { <-sem }()
-				c, err := openIdle(*addr, req)
+				c, err := dial()
 				batch[i] = c
 				if err != nil {
 					errs <- err

@@ -47,7 +47,9 @@
 #
 # Settings (environment): TLS (1; 0 skips these modes), TLS_MODES (above),
 # TLS_TARGETS (TARGETS without direct), TLS_ROUNDS (EXTRA_ROUNDS),
-# TLS_DURATION (EXTRA_DURATION if set, else 4s), H2_STREAMS (10).
+# TLS_DURATION (EXTRA_DURATION if set, else 4s), H2_STREAMS (10), TLS_IDLE
+# (1; 0 skips the idle HTTPS connections: IDLE_CONNS over HTTP/1.1, then
+# over HTTP/2, measured as the plain ones are).
 
 tls=${TLS:-1}
 tls_modes=${TLS_MODES:-h1 h1-16k h2 handshake resume}
@@ -56,6 +58,7 @@ tls_rounds=${TLS_ROUNDS:-$extra_rounds}
 # 4 s rounds by default keep a full run under 15 minutes.
 tls_duration=${TLS_DURATION:-${EXTRA_DURATION:-4s}}
 h2_streams=${H2_STREAMS:-10}
+tls_idle=${TLS_IDLE:-1}
 tls_name=bench.test # srp's HTTPS mode wants a dotted name, not an address
 tls_dir= # set by tls_run
 tls_tools=
@@ -233,6 +236,28 @@ tls_run() {
 			stop "$name"
 		done
 	done
+	[ "$tls_idle" = 0 ] || tls_idle_run
+}
+
+declare -A tls_idle_kib
+
+# tls_idle_run: the plain idle measurement over HTTPS, HTTP/1.1 and then
+# HTTP/2, each on a target started afresh.
+tls_idle_run() {
+	local name proto before after settled
+	say "TLS idle: $idle_conns idle HTTPS connections, then as many again after $idle_settle"
+	for proto in h1 h2; do
+		for name in $tls_targets; do
+			if [ "$name" = srp ]; then start_tls_srp; else "start_$name" tls; fi
+			wait_https "$name"
+			read -r before after settled < <(taskset -c "$load_cpu" "$dir/bench.d" idle -tls "-h2=$([ "$proto" = h2 ] && echo true || echo false)" \
+				-addr "127.0.0.1:${port[$name]}" -host "$tls_name" -n "$idle_conns" \
+				-pid "$(serving "$name")" -settle "$idle_settle") ||
+				{ say "idle $proto connections to $name failed"; before=0 after=0 settled=0; }
+			tls_idle_kib[$proto,$name]="$before $after $settled"
+			stop "$name"
+		done
+	done
 }
 
 # tls_report: a table per TLS mode, then srp's figures over each peer's.
@@ -271,7 +296,23 @@ tls_report() {
 				"$(ratio "${tls_rss[$mode,srp]}" "${tls_rss[$mode,$peer]}")"
 		done
 	done
+	[ "$tls_idle" = 0 ] || tls_idle_report
 	tls_check_resumption
+}
+
+tls_idle_report() {
+	local name proto before after settled
+	printf '\n%s idle HTTPS keep-alive connections (RSS of the serving process), then %s more after %s\n' \
+		"$idle_conns" "$idle_conns" "$idle_settle"
+	printf '%-8s %-5s %10s %10s %12s %10s %12s\n' target proto before_KiB after_KiB KiB_per_conn then_KiB settled_KiB
+	for proto in h1 h2; do
+		for name in $tls_targets; do
+			read -r before after settled <<<"${tls_idle_kib[$proto,$name]}"
+			printf '%-8s %-5s %10s %10s %12.1f %10s %12.1f\n' "$name" "$proto" "$before" "$after" \
+				"$(awk -v a="$after" -v b="$before" -v n="$idle_conns" 'BEGIN {print (a - b) / n}')" "$settled" \
+				"$(awk -v a="$settled" -v b="$after" -v n="$idle_conns" 'BEGIN {print (a - b) / n}')"
+		done
+	done
 }
 
 # tls_check_resumption: says so when a resume round resumed less than 99%

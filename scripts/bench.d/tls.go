@@ -21,6 +21,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"golang.org/x/net/http2"
 )
 
 // cert writes one self-signed ECDSA P-256 certificate for name, in the
@@ -220,4 +222,61 @@ func fetchOnce(addr string, cfg *tls.Config, req string) (bool, error) {
 		err = fmt.Errorf("status %d", resp.StatusCode)
 	}
 	return c.ConnectionState().DidResume, err
+}
+
+// openIdleTLS opens an HTTPS connection to addr for name and has one GET
+// of path answered on it, over HTTP/1.1 or HTTP/2, for bench.d idle.
+func openIdleTLS(addr, name, path string, h2 bool) (io.Closer, error) {
+	proto := "http/1.1"
+	if h2 {
+		proto = "h2"
+	}
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second}, Config: &tls.Config{
+		ServerName:         name,
+		InsecureSkipVerify: true, // the bench's own self-signed certificate
+		CurvePreferences:   []tls.CurveID{tls.X25519, tls.CurveP256},
+		NextProtos:         []string{proto},
+	}}
+	nc, err := d.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	c := nc.(*tls.Conn)
+	if got := c.ConnectionState().NegotiatedProtocol; got != proto && (h2 || got != "") {
+		return c, fmt.Errorf("negotiated %q, want %q", got, proto)
+	}
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	defer func() { _ = c.SetDeadline(time.Time{}) }()
+	req, err := http.NewRequest("GET", "https://"+name+path, nil)
+	if err != nil {
+		return c, err
+	}
+	var (
+		resp   *http.Response
+		closer io.Closer = c
+	)
+	if h2 {
+		cc, err := (&http2.Transport{}).NewClientConn(c)
+		if err != nil {
+			return c, err
+		}
+		closer = cc
+		resp, err = cc.RoundTrip(req)
+		if err != nil {
+			return closer, err
+		}
+	} else {
+		if err := req.Write(c); err != nil {
+			return c, err
+		}
+		if resp, err = http.ReadResponse(bufio.NewReader(c), req); err != nil {
+			return c, err
+		}
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err == nil && (resp.StatusCode != 200 || resp.Close) {
+		err = fmt.Errorf("status %d, close %v", resp.StatusCode, resp.Close)
+	}
+	return closer, err
 }
