@@ -2,11 +2,14 @@ package worker
 
 import (
 	"bufio"
+	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"runtime"
 	"srp/scripts/testkit"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -101,58 +104,155 @@ func TestFastPathLongIdleClosedByDrain(t *testing.T) {
 	}
 }
 
-// Idle connections past the request-head limit hold no goroutine: 200 of
-// them leave the goroutine count where it was, and each is served again
-// when its client speaks.
+// Idle connections past the request-head limit hold no goroutine, plain
+// or over TLS: 200 of them leave the goroutine count where it was, and
+// each is served again when its client speaks.
 func TestFastPathParkedConnectionsHoldNoGoroutine(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("parking uses epoll")
 	}
+	for _, useTLS := range []bool{false, true} {
+		t.Run(map[bool]string{false: "plain", true: "tls"}[useTLS], func(t *testing.T) {
+			a := newRecorder(t, nil)
+			dial := parkingWorker(t, a, useTLS, nil)
+			const n = 200
+			conns := make([]net.Conn, n)
+			readers := make([]*bufio.Reader, n)
+			get := func(i int) {
+				t.Helper()
+				if err := getOn(conns[i], readers[i]); err != nil {
+					t.Fatalf("conn %d: %v", i, err)
+				}
+			}
+			base := runtime.NumGoroutine()
+			for i := range conns {
+				c := dial()
+				defer c.Close()
+				conns[i], readers[i] = c, bufio.NewReader(c)
+				get(i)
+			}
+			// Each served connection may leave a serving goroutine idle for 5s
+			// beside the fast path's own few; parked connections add none.
+			var g int
+			if !testkit.WaitFor(10*time.Second, func() bool { g = runtime.NumGoroutine(); return g < base+n/4 }) {
+				t.Fatalf("%d idle connections: %d goroutines, %d before them", n, g, base)
+			}
+			t.Logf("%d idle connections: %d goroutines, %d before them", n, g, base)
+			for i := range conns {
+				get(i)
+			}
+			if got := len(a.requests()); got != 2*n {
+				t.Errorf("backend got %d requests, want %d", got, 2*n)
+			}
+		})
+	}
+}
+
+// A TLS record the client sends in two parts, the second after the
+// connection was parked with the first: crypto/tls holds the first part,
+// and the rest, from the socket, wakes the connection. The request is
+// served as any other.
+func TestFastPathParkedTLSPartialRecord(t *testing.T) {
 	a := newRecorder(t, nil)
+	var split splitWrites
+	dial := parkingWorker(t, a, true, &split)
+	c := dial()
+	defer c.Close()
+	br := bufio.NewReader(c)
+	if err := getOn(c, br); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // parked
+	split.pause.Store(int64(300 * time.Millisecond))
+	if err := getOn(c, br); err != nil {
+		t.Fatalf("request split across the park: %v", err)
+	}
+	if got := len(a.requests()); got != 2 {
+		t.Errorf("backend got %d requests, want 2", got)
+	}
+}
+
+// splitWrites, while pause is set, writes the first 10 bytes of each write
+// to the connection, waits pause and writes the rest.
+type splitWrites struct{ pause atomic.Int64 }
+
+type splitConn struct {
+	net.Conn
+	s *splitWrites
+}
+
+func (c splitConn) Write(p []byte) (int, error) {
+	d := time.Duration(c.s.pause.Load())
+	if d == 0 || len(p) <= 10 {
+		return c.Conn.Write(p)
+	}
+	n, err := c.Conn.Write(p[:10])
+	if err != nil {
+		return n, err
+	}
+	time.Sleep(d)
+	m, err := c.Conn.Write(p[10:])
+	return n + m, err
+}
+
+// parkingWorker runs a worker that parks connections idle for 100ms, and
+// returns how to open a keep-alive connection to it, plain or over TLS;
+// split, if not nil, shapes the client's writes below TLS.
+func parkingWorker(t *testing.T, a *recorder, useTLS bool, split *splitWrites) func() net.Conn {
+	cert, roots := testkit.SelfSigned(t, "app.test")
+	var tlsAddr string
 	w := runGuarded(t, config(a.addr()), func(o *Options) {
 		o.headTimeout = 100 * time.Millisecond
 		o.idleTimeout = 30 * time.Second
+		if useTLS {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			tlsAddr = ln.Addr().String()
+			o.HTTPS, o.TLS = ln, &tls.Config{Certificates: []tls.Certificate{cert}}
+		}
 	})
-	const n = 200
-	conns := make([]net.Conn, n)
-	readers := make([]*bufio.Reader, n)
-	get := func(i int) {
+	return func() net.Conn {
 		t.Helper()
-		conns[i].SetDeadline(time.Now().Add(10 * time.Second))
-		if _, err := io.WriteString(conns[i], "GET /park HTTP/1.1\r\nHost: app.test\r\n\r\n"); err != nil {
-			t.Fatalf("conn %d: %v", i, err)
+		if !useTLS {
+			c, err := net.Dial("tcp", w.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c
 		}
-		resp, err := http.ReadResponse(readers[i], nil)
-		if err != nil {
-			t.Fatalf("conn %d: %v", i, err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 || resp.Close {
-			t.Fatalf("conn %d: status %d, close %v", i, resp.StatusCode, resp.Close)
-		}
-	}
-	base := runtime.NumGoroutine()
-	for i := range conns {
-		c, err := net.Dial("tcp", w.addr)
+		raw, err := net.Dial("tcp", tlsAddr)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
-		conns[i], readers[i] = c, bufio.NewReader(c)
-		get(i)
+		var under net.Conn = raw
+		if split != nil {
+			under = splitConn{raw, split}
+		}
+		c := tls.Client(under, &tls.Config{RootCAs: roots, ServerName: "app.test", NextProtos: []string{"http/1.1"}})
+		if err := c.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		return c
 	}
-	// Each served connection may leave a serving goroutine idle for 5s
-	// beside the fast path's own few; parked connections add none.
-	var g int
-	if !testkit.WaitFor(10*time.Second, func() bool { g = runtime.NumGoroutine(); return g < base+n/4 }) {
-		t.Fatalf("%d idle connections: %d goroutines, %d before them", n, g, base)
+}
+
+// getOn asks for /park on c and reads the answer: a 200 that keeps the
+// connection open.
+func getOn(c net.Conn, br *bufio.Reader) error {
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, "GET /park HTTP/1.1\r\nHost: app.test\r\n\r\n"); err != nil {
+		return err
 	}
-	t.Logf("%d idle connections: %d goroutines, %d before them", n, g, base)
-	for i := range conns {
-		get(i)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return err
 	}
-	if got := len(a.requests()); got != 2*n {
-		t.Errorf("backend got %d requests, want %d", got, 2*n)
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Close {
+		return fmt.Errorf("status %d, close %v", resp.StatusCode, resp.Close)
 	}
+	return nil
 }

@@ -223,7 +223,11 @@ func (f *conn) next(r *request) int {
 				if f.s.closing.Load() {
 					return nextClose
 				}
-				if f.tls == nil && f.s.parker != nil {
+				// Over TLS too: the read that timed out returned nothing,
+				// and crypto/tls hands out decrypted bytes before it
+				// reads the socket, so it holds none; what it holds of a
+				// record needs the rest of it from the socket.
+				if f.s.parker != nil {
 					// Everything let go first: once parked, f is the
 					// parker's, which may end it at once.
 					putReadBuffer(f.buf)
@@ -250,12 +254,11 @@ func (f *conn) next(r *request) int {
 
 // waitIdle waits until the client sends something, holding no buffer:
 // most of an idle connection's memory. It reports false when the wait
-// ended otherwise (the idle limit, the drain, a closed connection). Over
-// TLS only the write buffer goes: TLS may hold decrypted bytes already,
-// which a wait on the socket would not see.
+// ended otherwise (the idle limit, the drain, a closed connection). It
+// follows a read that timed out with nothing, as parking does.
 func (f *conn) waitIdle() bool {
 	f.out = nil
-	if f.raw == nil || f.tls != nil {
+	if f.raw == nil {
 		return true
 	}
 	putReadBuffer(f.buf)

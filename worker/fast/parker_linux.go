@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// parker holds idle plain connections without a goroutine each: a
+// parker holds idle HTTP/1.1 connections without a goroutine each: a
 // goroutine blocked on a socket keeps its stack, which is most of what an
 // idle connection costs. Their sockets wait in an epoll set of srp's own,
 // beside the runtime's, and one that turns readable (or is closed by the

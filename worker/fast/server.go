@@ -71,7 +71,7 @@ type Server struct {
 	running     sync.WaitGroup // connections being served, for the drain
 
 	tasks  chan task     // to an idle serving goroutine
-	parker *parker       // idle plain connections, without goroutines; nil where unsupported
+	parker *parker       // idle HTTP/1.1 connections, without goroutines; nil where unsupported
 	quit   chan struct{} // closed by Close: idle serving goroutines end
 
 	mu      sync.Mutex
