@@ -52,6 +52,7 @@ const (
 var (
 	errHeadTooLarge = &upstream.ProtocolError{Msg: "response head too large"}
 	errUnasked101   = &upstream.ProtocolError{Msg: "switching protocols, which no one asked for"}
+	errStatus       = &upstream.ProtocolError{Msg: "response status below 100"}
 	errBodyClosed   = errors.New("read on a closed response body")
 )
 
@@ -146,6 +147,9 @@ func (c *conn) roundTrip(t *Transport, req *http.Request) (*http.Response, error
 		resp, err = http.ReadResponse(c.br, req)
 		if err != nil {
 			return fail(err)
+		}
+		if resp.StatusCode < 100 {
+			return fail(errStatus) // net/http's server would panic on it
 		}
 		if resp.StatusCode >= 200 {
 			break

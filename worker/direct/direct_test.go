@@ -384,3 +384,43 @@ func TestCloseIdle(t *testing.T) {
 		t.Errorf("kept %d after close", len(d.idle))
 	}
 }
+
+// FuzzSameAsTransport: for any bytes a backend answers with, the direct
+// transport passes on what net/http's Transport does, each on a new
+// connection. The exceptions are refused: a 101, which net/http hands on
+// as a switch nobody asked for, and a status below 100, on which net/http's
+// server would panic.
+func FuzzSameAsTransport(f *testing.F) {
+	for _, raw := range responses {
+		f.Add(raw, false)
+		f.Add(raw, true)
+	}
+	f.Add("HTTP/1.1 101 Switching Protocols\r\n\r\n", false)
+	f.Add("HTTP/1.1 000 x\n\nbody", false)
+	log.SetOutput(io.Discard) // net/http's complaints about the bytes
+	f.Cleanup(func() { log.SetOutput(os.Stderr) })
+	var answer atomic.Pointer[string]
+	be := newBackend(f, func(int, *http.Request) (string, bool) { return *answer.Load(), true })
+	ref := reference(f, time.Second)
+	d := newDirect(f, nil, time.Second)
+	f.Fuzz(func(t *testing.T, raw string, head bool) {
+		answer.Store(&raw)
+		method := "GET"
+		if head {
+			method = "HEAD"
+		}
+		want := exchange(t, ref, method, be.addr)
+		ref.CloseIdleConnections()
+		got := exchange(t, d, method, be.addr)
+		d.CloseIdleConnections()
+		if !want.Err && (want.Status == http.StatusSwitchingProtocols || want.Status < 100) {
+			if !got.Err {
+				t.Errorf("%q: status %d passed on: %+v", raw, want.Status, got)
+			}
+			return
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s, response %q\n got  %+v\n want %+v", method, raw, got, want)
+		}
+	})
+}
