@@ -230,6 +230,7 @@ func (f *conn) next(r *request) int {
 				if f.s.parker != nil {
 					// Everything let go first: once parked, f is the
 					// parker's, which may end it at once.
+					f.dropViews()
 					putReadBuffer(f.buf)
 					f.buf, f.out = nil, nil
 					if f.s.parker.park(f) {
@@ -261,6 +262,7 @@ func (f *conn) waitIdle() bool {
 	if f.raw == nil {
 		return true
 	}
+	f.dropViews()
 	putReadBuffer(f.buf)
 	f.buf = nil
 	err := f.raw.Read(func(fd uintptr) bool { return platform.PeekFD(fd) != platform.PeekEmpty })

@@ -40,6 +40,11 @@ func (f *conn) finish(r *request, status int, backend string, retries int) {
 	f.s.obs.Request(rec)
 }
 
+// dropViews ends the record's views of the connection's buffers, for a
+// connection that gives its buffers up while idle: a view would keep the
+// buffer it points into, and the request the ID was made in, alive.
+func (f *conn) dropViews() { f.rec = observe.Request{} }
+
 // view is b as a string without a copy, valid while b is.
 func view(b []byte) string {
 	if len(b) == 0 {
