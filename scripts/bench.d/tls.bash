@@ -55,7 +55,7 @@ tls=${TLS:-1}
 tls_modes=${TLS_MODES:-h1 h1-16k h2 handshake resume}
 tls_targets=${TLS_TARGETS:-$(for t in $targets; do [ "$t" = direct ] || printf '%s ' "$t"; done)}
 tls_rounds=${TLS_ROUNDS:-$extra_rounds}
-# 4 s rounds by default keep a full run under 15 minutes.
+# 4 s rounds by default keep a full run under 20 minutes.
 tls_duration=${TLS_DURATION:-${EXTRA_DURATION:-4s}}
 h2_streams=${H2_STREAMS:-10}
 tls_idle=${TLS_IDLE:-1}
