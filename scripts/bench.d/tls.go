@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -21,8 +22,6 @@ import (
 	"slices"
 	"sync"
 	"time"
-
-	"golang.org/x/net/http2"
 )
 
 // cert writes one self-signed ECDSA P-256 certificate for name, in the
@@ -227,56 +226,36 @@ func fetchOnce(addr string, cfg *tls.Config, req string) (bool, error) {
 // openIdleTLS opens an HTTPS connection to addr for name and has one GET
 // of path answered on it, over HTTP/1.1 or HTTP/2, for bench.d idle.
 func openIdleTLS(addr, name, path string, h2 bool) (io.Closer, error) {
-	proto := "http/1.1"
-	if h2 {
-		proto = "h2"
-	}
-	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second}, Config: &tls.Config{
+	var protos http.Protocols
+	protos.SetHTTP1(!h2)
+	protos.SetHTTP2(h2)
+	tr := &http.Transport{Protocols: &protos, TLSClientConfig: &tls.Config{
 		ServerName:         name,
 		InsecureSkipVerify: true, // the bench's own self-signed certificate
 		CurvePreferences:   []tls.CurveID{tls.X25519, tls.CurveP256},
-		NextProtos:         []string{proto},
 	}}
-	nc, err := d.Dial("tcp", addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cc, err := tr.NewClientConn(ctx, "https", addr)
 	if err != nil {
 		return nil, err
 	}
-	c := nc.(*tls.Conn)
-	if got := c.ConnectionState().NegotiatedProtocol; got != proto && (h2 || got != "") {
-		return c, fmt.Errorf("negotiated %q, want %q", got, proto)
-	}
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	defer func() { _ = c.SetDeadline(time.Time{}) }()
-	req, err := http.NewRequest("GET", "https://"+name+path, nil)
+	req, err := http.NewRequestWithContext(ctx, "GET", "https://"+name+path, nil)
 	if err != nil {
-		return c, err
+		return cc, err
 	}
-	var (
-		resp   *http.Response
-		closer io.Closer = c
-	)
-	if h2 {
-		cc, err := (&http2.Transport{}).NewClientConn(c)
-		if err != nil {
-			return c, err
-		}
-		closer = cc
-		resp, err = cc.RoundTrip(req)
-		if err != nil {
-			return closer, err
-		}
-	} else {
-		if err := req.Write(c); err != nil {
-			return c, err
-		}
-		if resp, err = http.ReadResponse(bufio.NewReader(c), req); err != nil {
-			return c, err
-		}
+	resp, err := cc.RoundTrip(req)
+	if err != nil {
+		return cc, err
 	}
 	_, err = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	if err == nil && (resp.StatusCode != 200 || resp.Close) {
+	switch {
+	case err != nil:
+	case resp.StatusCode != 200 || resp.Close:
 		err = fmt.Errorf("status %d, close %v", resp.StatusCode, resp.Close)
+	case resp.ProtoMajor != map[bool]int{false: 1, true: 2}[h2]:
+		err = fmt.Errorf("answered over %s", resp.Proto)
 	}
-	return closer, err
+	return cc, err
 }
