@@ -21,10 +21,6 @@ const (
 	// this often for ones their backend closed or that idled too long.
 	sweepInterval = 15 * time.Second
 
-	// maxIdleBackendConns bounds the kept backend connections of net/http's
-	// Transport over all backends (per backend: upstream.MaxIdlePerBackend).
-	maxIdleBackendConns = 1024
-
 	acmeHTTPTimeout = 30 * time.Second // one request to the ACME server
 	copyBufferSize  = 32 << 10         // ReverseProxy's own choice for copying a response body
 )

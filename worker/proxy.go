@@ -115,7 +115,7 @@ func newTransport(timeout time.Duration) *http.Transport {
 			}
 			return c, nil
 		},
-		MaxIdleConns:           maxIdleBackendConns,
+		MaxIdleConns:           upstream.MaxIdle,
 		MaxIdleConnsPerHost:    upstream.MaxIdlePerBackend,
 		IdleConnTimeout:        upstream.IdleTimeout,
 		ResponseHeaderTimeout:  timeout,

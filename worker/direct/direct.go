@@ -32,6 +32,7 @@ type Transport struct {
 	dialer net.Dialer
 	mu     sync.Mutex
 	idle   map[string][]*conn // by address, the most recently used last
+	nIdle  int                // in idle, over all addresses
 	closed bool               // keep no more connections
 	sweep  *time.Timer
 }
@@ -109,6 +110,16 @@ func (c *conn) Read(p []byte) (int, error) {
 // aLongTimeAgo is a deadline that has passed: it wakes a blocked read.
 var aLongTimeAgo = time.Unix(1, 0)
 
+// setReadDeadline sets a read deadline that does not undo the wake-up of
+// a client that left meanwhile: the context is done before its AfterFunc
+// runs, so one of the two sees the other.
+func (c *conn) setReadDeadline(ctx context.Context, t time.Time) {
+	_ = c.SetReadDeadline(t)
+	if ctx.Err() != nil {
+		_ = c.SetDeadline(aLongTimeAgo)
+	}
+}
+
 func (c *conn) roundTrip(t *Transport, req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	c.read = 0
@@ -138,7 +149,7 @@ func (c *conn) roundTrip(t *Transport, req *http.Request) (*http.Response, error
 		return fail(err)
 	}
 	if t.Timeout > 0 {
-		_ = c.SetReadDeadline(time.Now().Add(t.Timeout))
+		c.setReadDeadline(ctx, time.Now().Add(t.Timeout))
 	}
 	c.limit = maxResponseHead
 	var resp *http.Response
@@ -169,7 +180,10 @@ func (c *conn) roundTrip(t *Transport, req *http.Request) (*http.Response, error
 	}
 	c.limit = 0
 	if t.Timeout > 0 {
-		_ = c.SetReadDeadline(time.Time{}) // the body may take as long as the client reads
+		c.setReadDeadline(ctx, time.Time{}) // the body may take as long as the client reads
+	}
+	if ctx.Err() != nil {
+		return fail(ctx.Err())
 	}
 	b := &body{t: t, c: c, ctx: ctx, stop: stop, keep: !resp.Close && !req.Close}
 	if resp.Body == http.NoBody {
@@ -182,6 +196,9 @@ func (c *conn) roundTrip(t *Transport, req *http.Request) (*http.Response, error
 
 // body is a response body. The connection goes back to the idle set when
 // the body was read to its end, and is closed if it was closed before.
+// Close may come from another goroutine during a Read, as net/http's
+// allows: it wakes the Read, which ends the request itself, so the
+// connection's buffer is never given up under a read.
 type body struct {
 	t    *Transport
 	c    *conn
@@ -189,15 +206,29 @@ type body struct {
 	ctx  context.Context
 	stop func() bool
 	keep bool
-	done bool
+
+	mu      sync.Mutex
+	done    bool // released: the connection is not this body's any more
+	reading bool
+	closed  bool // Close came during a Read
 }
 
 func (b *body) Read(p []byte) (int, error) {
-	if b.done {
+	b.mu.Lock()
+	if b.done || b.closed {
+		b.mu.Unlock()
 		return 0, errBodyClosed
 	}
+	b.reading = true
+	b.mu.Unlock()
 	n, err := b.rc.Read(p)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.reading = false
 	switch {
+	case b.closed:
+		b.release(false)
+		return n, errBodyClosed
 	case err == io.EOF:
 		b.release(b.keep)
 	case err != nil:
@@ -210,7 +241,14 @@ func (b *body) Read(p []byte) (int, error) {
 }
 
 func (b *body) Close() error {
-	if !b.done {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case b.done:
+	case b.reading:
+		b.closed = true
+		_ = b.c.SetDeadline(aLongTimeAgo)
+	default:
 		b.release(false)
 	}
 	return nil
@@ -218,7 +256,8 @@ func (b *body) Close() error {
 
 // release ends the request on its connection. Bytes the backend sent past
 // its response keep it from being reused, as does a cancelled context,
-// whose wake-up may still come.
+// whose wake-up may still come. The caller holds b.mu, or is the only one
+// to know b.
 func (b *body) release(keep bool) {
 	b.done = true
 	if !b.stop() || b.c.br.Buffered() > 0 {
@@ -262,6 +301,7 @@ func (t *Transport) get(ctx context.Context, addr string, fresh bool) (c *conn, 
 		c = list[len(list)-1]
 		list[len(list)-1] = nil
 		t.idle[addr] = list[:len(list)-1]
+		t.nIdle--
 		t.mu.Unlock()
 		if c.alive() {
 			return c, true, nil
@@ -288,7 +328,7 @@ func (t *Transport) put(c *conn) {
 	c.dropReader()
 	c.used = time.Now()
 	t.mu.Lock()
-	if t.closed || len(t.idle[c.addr]) >= upstream.MaxIdlePerBackend {
+	if t.closed || len(t.idle[c.addr]) >= upstream.MaxIdlePerBackend || t.nIdle >= upstream.MaxIdle {
 		t.mu.Unlock()
 		_ = c.Close()
 		return
@@ -297,6 +337,7 @@ func (t *Transport) put(c *conn) {
 		t.idle = map[string][]*conn{}
 	}
 	t.idle[c.addr] = append(t.idle[c.addr], c)
+	t.nIdle++
 	if t.sweep == nil {
 		t.sweep = time.AfterFunc(sweepEvery, t.sweepIdle)
 	}
@@ -320,6 +361,7 @@ func (t *Transport) sweepIdle() {
 		}
 		clear(list[len(kept):])
 		t.idle[addr] = kept
+		t.nIdle -= len(list) - len(kept)
 	}
 	t.sweep = nil
 	if !t.closed {
@@ -337,7 +379,7 @@ func (t *Transport) CloseIdleConnections() {
 			_ = c.Close()
 		}
 	}
-	t.idle = nil
+	t.idle, t.nIdle = nil, 0
 	if t.sweep != nil {
 		t.sweep.Stop()
 	}

@@ -424,3 +424,80 @@ func FuzzSameAsTransport(f *testing.F) {
 		}
 	})
 }
+
+// A client that leaves while the head is being read, after the last
+// socket read, is not forgotten when the head's deadline is cleared: the
+// body read ends at once instead of waiting on a backend that sends
+// nothing more.
+func TestCancelAfterHead(t *testing.T) {
+	hold := make(chan struct{})
+	defer close(hold)
+	be := newBackend(t, func(int, *http.Request) (string, bool) {
+		return "HTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", false
+	})
+	d := newDirect(t, nil, time.Minute)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		Got1xxResponse: func(int, textproto.MIMEHeader) error {
+			cancel()
+			time.Sleep(50 * time.Millisecond) // the wake-up runs before the head is done
+			return nil
+		},
+	})
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+be.addr+"/", nil)
+	done := make(chan error, 1)
+	go func() {
+		resp, err := d.RoundTrip(req)
+		if err == nil {
+			_, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("client gone during the head: %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the body read waited on the backend after the client left")
+	}
+}
+
+// Close during a Read, from another goroutine, ends the Read at once and
+// keeps no connection; nothing is read into a buffer given up.
+func TestCloseDuringRead(t *testing.T) {
+	be := newBackend(t, func(int, *http.Request) (string, bool) {
+		return "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello", false
+	})
+	d := newDirect(t, nil, time.Second)
+	for range 20 {
+		req, _ := http.NewRequest("GET", "http://"+be.addr+"/", nil)
+		resp, err := d.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, err := io.ReadAll(resp.Body)
+			done <- err
+		}()
+		time.Sleep(5 * time.Millisecond)
+		resp.Body.Close()
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Fatal("read of a closed body ended without an error")
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatal("Close did not end the Read")
+		}
+		resp.Body.Close()
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.nIdle != 0 {
+		t.Errorf("%d connections kept", d.nIdle)
+	}
+}
