@@ -134,9 +134,20 @@ func (p *parker) expire(now time.Time) {
 	p.mu.Unlock()
 	for _, fd := range ended {
 		if f := p.take(fd); f != nil {
-			f.end(false)
+			p.end(f)
 		}
 	}
+}
+
+// end closes f off the parker's goroutine when closing writes: a TLS
+// close_notify may wait on a client that reads nothing, and every other
+// parked connection waits on this goroutine.
+func (p *parker) end(f *conn) {
+	if f.tls != nil {
+		go f.end(false)
+		return
+	}
+	f.end(false)
 }
 
 // closeAll ends every parked connection and parks no more: the drain.
@@ -156,7 +167,7 @@ func (p *parker) closeAll() {
 	p.mu.Unlock()
 	for _, fd := range fds {
 		if f := p.take(fd); f != nil {
-			f.end(false)
+			p.end(f)
 		}
 	}
 }
