@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"srp/scripts/testkit"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -128,9 +130,28 @@ func (p *proc) waitLog(substr string, d time.Duration) {
 	p.t.Fatalf("no %q in srp output within %v:\n%s", substr, d, p.out.String())
 }
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago,
+// below the kernel's range of ephemeral ports: a port from that range
+// (which port 0 gives) can be taken as the local end of any outgoing
+// connection before srp binds it, and the start then fails with "address
+// already in use".
 func freePort(t testing.TB) int {
 	t.Helper()
+	below := 32768 // Linux's default first ephemeral port
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if lo, err := strconv.Atoi(f[0]); err == nil && lo > 12000 {
+				below = lo
+			}
+		}
+	}
+	for range 100 {
+		port := 10000 + rand.IntN(below-10000)
+		if ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
+			ln.Close()
+			return port
+		}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
