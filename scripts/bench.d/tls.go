@@ -117,17 +117,8 @@ func tlsload(args []string) error {
 	for i := range results {
 		wg.Go(func() {
 			r := &results[i]
-			cfg := &tls.Config{
-				ServerName: *name,
-				// The certificate is self-signed; the handshake still checks the
-				// server's signature with its key, which is the cost that counts.
-				InsecureSkipVerify: true,
-				// A key share for X25519 only, as OpenSSL's clients send; P-256
-				// is listed too, or autocert (srp) takes the client for one
-				// without ECDSA and looks for an RSA certificate.
-				CurvePreferences: []tls.CurveID{tls.X25519, tls.CurveP256},
-				NextProtos:       []string{"http/1.1"},
-			}
+			cfg := clientTLS(*name)
+			cfg.NextProtos = []string{"http/1.1"}
 			if *resume {
 				r.cache = &countingCache{ClientSessionCache: tls.NewLRUClientSessionCache(1)}
 				cfg.ClientSessionCache = r.cache
@@ -229,11 +220,7 @@ func openIdleTLS(addr, name, path string, h2 bool) (io.Closer, error) {
 	var protos http.Protocols
 	protos.SetHTTP1(!h2)
 	protos.SetHTTP2(h2)
-	tr := &http.Transport{Protocols: &protos, TLSClientConfig: &tls.Config{
-		ServerName:         name,
-		InsecureSkipVerify: true, // the bench's own self-signed certificate
-		CurvePreferences:   []tls.CurveID{tls.X25519, tls.CurveP256},
-	}}
+	tr := &http.Transport{Protocols: &protos, TLSClientConfig: clientTLS(name)}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cc, err := tr.NewClientConn(ctx, "https", addr)
@@ -258,4 +245,18 @@ func openIdleTLS(addr, name, path string, h2 bool) (io.Closer, error) {
 		err = fmt.Errorf("answered over %s", resp.Proto)
 	}
 	return cc, err
+}
+
+// clientTLS is the bench clients' TLS setup for the server name.
+func clientTLS(name string) *tls.Config {
+	return &tls.Config{
+		ServerName: name,
+		// The certificate is self-signed; the handshake still checks the
+		// server's signature with its key, which is the cost that counts.
+		InsecureSkipVerify: true,
+		// A key share for X25519 only, as OpenSSL's clients send; P-256
+		// is listed too, or autocert (srp) takes the client for one
+		// without ECDSA and looks for an RSA certificate.
+		CurvePreferences: []tls.CurveID{tls.X25519, tls.CurveP256},
+	}
 }
