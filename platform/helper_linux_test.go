@@ -71,6 +71,8 @@ func helperMain() int {
 	if port := os.Getenv("HELPER_PORT"); port != "" {
 		fmt.Printf("bind: %s\n", outcome(bindTCP(port)))
 	}
+	slack, err := unix.PrctlRetInt(unix.PR_GET_TIMERSLACK, 0, 0, 0, 0)
+	fmt.Printf("timerslack: %d %v\n", slack, err)
 	fmt.Println("ready")
 	_, _ = io.Copy(io.Discard, os.Stdin)
 	return 0
