@@ -5,7 +5,8 @@
 // gets no_new_privs and a Landlock domain built from the same table (see
 // StartWorker); elsewhere Lockdown only prepares and returns.
 //
-// It also holds the one socket query that differs by system (PeerShutdown).
+// It also holds the socket calls that differ by system (PeerShutdown,
+// DeferAccept).
 //
 // Each system's file (platform_linux.go, platform_openbsd.go,
 // platform_other.go) defines Lockdown and StartWorker with the same

@@ -7,6 +7,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"srp/platform"
 )
 
 // dupFile returns a close-on-exec duplicate of c's descriptor as an
@@ -34,6 +36,20 @@ func dupFile(c syscall.Conn, name string) (*os.File, error) {
 		return nil, fmt.Errorf("dup %s: fcntl F_DUPFD_CLOEXEC: %w", name, dupErr)
 	}
 	return os.NewFile(uintptr(fd), name), nil
+}
+
+// deferAccept has the kernel hold each connection to the listener c until
+// its first bytes arrive (platform.DeferAccept).
+func deferAccept(c syscall.Conn) error {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var setErr error
+	if err := raw.Control(func(fd uintptr) { setErr = platform.DeferAccept(fd) }); err != nil {
+		return err
+	}
+	return setErr
 }
 
 // socketPair returns a connected pair of stream sockets: ours as a

@@ -240,6 +240,11 @@ func (s *supervisor) setup() error {
 		if err != nil {
 			return fmt.Errorf("listen %s: %w", addr, err)
 		}
+		// Inherited listeners too: one opened by a binary before this
+		// option gets it on its first upgrade.
+		if err := deferAccept(ln.(syscall.Conn)); err != nil {
+			return fmt.Errorf("listen %s: %w", addr, err)
+		}
 		f, err := dupFile(ln.(syscall.Conn), "listener "+addr)
 		if err != nil {
 			return err
