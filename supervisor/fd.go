@@ -11,8 +11,46 @@ import (
 	"srp/platform"
 )
 
-// dupFile returns a close-on-exec duplicate of c's descriptor as an
-// *os.File, ready for exec.Cmd.ExtraFiles.
+// heldListener is a listening socket the supervisor keeps for its
+// workers, as a bare descriptor. As a net.Listener or an *os.File it would
+// be registered with the runtime's poller, and every connection a worker
+// accepts would first wake the supervisor, which never accepts.
+type heldListener struct {
+	fd   uintptr
+	name string
+}
+
+// holdListener keeps ln's socket for the workers and closes ln. The socket
+// defers accept until a client has sent bytes (platform.DeferAccept), set
+// on inherited listeners too: one opened by a binary before this option
+// gets it on its first upgrade.
+func holdListener(ln net.Listener, addr string) (heldListener, error) {
+	defer ln.Close()
+	name := "listener " + addr
+	raw, err := ln.(syscall.Conn).SyscallConn()
+	if err != nil {
+		return heldListener{}, fmt.Errorf("hold %s: %w", name, err)
+	}
+	var fd int
+	var setErr, dupErr error
+	if err := raw.Control(func(s uintptr) {
+		if setErr = platform.DeferAccept(s); setErr == nil {
+			fd, dupErr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
+		}
+	}); err != nil {
+		return heldListener{}, fmt.Errorf("hold %s: %w", name, err)
+	}
+	if setErr != nil {
+		return heldListener{}, fmt.Errorf("hold %s: %w", name, setErr)
+	}
+	if dupErr != nil {
+		return heldListener{}, fmt.Errorf("hold %s: fcntl F_DUPFD_CLOEXEC: %w", name, dupErr)
+	}
+	return heldListener{fd: uintptr(fd), name: name}, nil
+}
+
+// file returns a close-on-exec duplicate of the socket as an *os.File, for
+// exec.Cmd.ExtraFiles; the caller closes it once the worker has started.
 //
 // Two hazards are avoided here. (*net.TCPListener).File returns a file whose
 // Fd method clears O_NONBLOCK, and the flag lives on the socket shared by
@@ -20,36 +58,12 @@ import (
 // os.NewFile on our own duplicate keeps the flag as it is. And the raw
 // fcntl syscall fails with ENOSYS on OpenBSD 7.5 and later, where only the
 // libc wrapper behind unix.FcntlInt works.
-func dupFile(c syscall.Conn, name string) (*os.File, error) {
-	raw, err := c.SyscallConn()
+func (h heldListener) file() (*os.File, error) {
+	fd, err := unix.FcntlInt(h.fd, unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("dup %s: %w", name, err)
+		return nil, fmt.Errorf("dup %s: fcntl F_DUPFD_CLOEXEC: %w", h.name, err)
 	}
-	var fd int
-	var dupErr error
-	if err := raw.Control(func(s uintptr) {
-		fd, dupErr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
-	}); err != nil {
-		return nil, fmt.Errorf("dup %s: %w", name, err)
-	}
-	if dupErr != nil {
-		return nil, fmt.Errorf("dup %s: fcntl F_DUPFD_CLOEXEC: %w", name, dupErr)
-	}
-	return os.NewFile(uintptr(fd), name), nil
-}
-
-// deferAccept has the kernel hold each connection to the listener c until
-// its first bytes arrive (platform.DeferAccept).
-func deferAccept(c syscall.Conn) error {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var setErr error
-	if err := raw.Control(func(fd uintptr) { setErr = platform.DeferAccept(fd) }); err != nil {
-		return err
-	}
-	return setErr
+	return os.NewFile(uintptr(fd), h.name), nil
 }
 
 // socketPair returns a connected pair of stream sockets: ours as a

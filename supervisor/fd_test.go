@@ -11,21 +11,30 @@ import (
 	"srp/supervisor/link"
 )
 
-// TestDupFileKeepsSocketNonBlocking checks the listener copies handed to
-// workers: a new close-on-exec descriptor for the same socket, which stays
-// non-blocking even after exec.Cmd has asked for its Fd (what
-// (*net.TCPListener).File would have broken), and which accepts.
-func TestDupFileKeepsSocketNonBlocking(t *testing.T) {
+// TestHeldListenerFile checks the listener copies handed to workers: a new
+// close-on-exec descriptor for the same socket, which stays non-blocking
+// even after exec.Cmd has asked for its Fd (what (*net.TCPListener).File
+// would have broken), and which accepts, after the listener it was taken
+// from is closed.
+func TestHeldListenerFile(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	f, err := dupFile(ln.(*net.TCPListener), "test")
+	addr := ln.Addr().String()
+	h, err := holdListener(ln, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(int(h.fd))
+	f, err := h.file()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	if f.Fd() == h.fd {
+		t.Fatal("file() returned the held descriptor, which closing it would lose")
+	}
 	fd := f.Fd() // as os/exec does when starting a worker
 	fdFlags, err := unix.FcntlInt(fd, unix.F_GETFD, 0)
 	if err != nil {
@@ -46,11 +55,14 @@ func TestDupFileKeepsSocketNonBlocking(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l2.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	if _, err := c.Write([]byte("x")); err != nil { // accept waits for bytes
+		t.Fatal(err)
+	}
 	a, err := l2.Accept()
 	if err != nil {
 		t.Fatal(err)

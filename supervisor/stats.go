@@ -72,13 +72,28 @@ func (s *supervisor) onReopen() {
 }
 
 // workerFiles are the descriptors after the control socket, in the order
-// link.Attach reads them.
-func (s *supervisor) workerFiles() []*os.File {
-	files := append(append([]*os.File(nil), s.files...), s.region.File())
+// link.Attach reads them. The listeners among them are duplicates that
+// release closes once the worker has started.
+func (s *supervisor) workerFiles() (files []*os.File, release func(), err error) {
+	var dups []*os.File
+	release = func() {
+		for _, f := range dups {
+			f.Close()
+		}
+	}
+	for _, h := range s.listeners {
+		f, err := h.file()
+		if err != nil {
+			release()
+			return nil, nil, err
+		}
+		dups = append(dups, f)
+	}
+	files = append(append([]*os.File(nil), dups...), s.region.File())
 	if s.logf != nil {
 		files = append(files, s.logf)
 	}
-	return files
+	return files, release, nil
 }
 
 // count adds one to key's counter.

@@ -82,19 +82,19 @@ type queue struct {
 }
 
 type supervisor struct {
-	o      Options
-	log    *slog.Logger
-	upg    *tableflip.Upgrader
-	w      world // what the lifecycle does outside this struct
-	wc     workerCommand
-	files  []*os.File // listener duplicates handed to every worker
-	region *counters.Region
-	logf   *os.File     // the access log file, handed to every worker; nil without one
-	ctl    net.Listener // control socket; nil without a pidfile
-	keys   [][32]byte   // session-ticket keys, newest first
-	keysAt time.Time    // when keys[0] was made
-	config []byte       // last config a worker became ready with
-	gen    int
+	o         Options
+	log       *slog.Logger
+	upg       *tableflip.Upgrader
+	w         world // what the lifecycle does outside this struct
+	wc        workerCommand
+	listeners []heldListener // handed to every worker
+	region    *counters.Region
+	logf      *os.File     // the access log file, handed to every worker; nil without one
+	ctl       net.Listener // control socket; nil without a pidfile
+	keys      [][32]byte   // session-ticket keys, newest first
+	keysAt    time.Time    // when keys[0] was made
+	config    []byte       // last config a worker became ready with
+	gen       int
 
 	cur      *proc          // serving worker; nil after a crash until the respawn is ready
 	next     *proc          // worker being started by op
@@ -240,16 +240,11 @@ func (s *supervisor) setup() error {
 		if err != nil {
 			return fmt.Errorf("listen %s: %w", addr, err)
 		}
-		// Inherited listeners too: one opened by a binary before this
-		// option gets it on its first upgrade.
-		if err := deferAccept(ln.(syscall.Conn)); err != nil {
-			return fmt.Errorf("listen %s: %w", addr, err)
-		}
-		f, err := dupFile(ln.(syscall.Conn), "listener "+addr)
+		h, err := holdListener(ln, addr)
 		if err != nil {
 			return err
 		}
-		s.files = append(s.files, f)
+		s.listeners = append(s.listeners, h)
 	}
 	if s.o.PIDFile != "" {
 		path := link.ControlPath(s.o.PIDFile)

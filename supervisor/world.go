@@ -37,7 +37,12 @@ func (s *supervisor) realWorld() world {
 		pid:       os.Getpid(),
 		hasParent: s.upg.HasParent(),
 		spawn: func(gen int, config []byte, keys [][32]byte) (*proc, error) {
-			return spawn(s.wc, gen, s.workerFiles(), config, keys, s.events, s.done)
+			files, release, err := s.workerFiles()
+			if err != nil {
+				return nil, err
+			}
+			defer release()
+			return spawn(s.wc, gen, files, config, keys, s.events, s.done)
 		},
 		upgrade: s.handOver,
 		ready:   s.signalReady,

@@ -33,11 +33,26 @@ func startChild(env *env, passedFiles map[fileName]*file) (*child, error) {
 	// Copy passed fds and append the notification pipe
 	fds := []*os.File{os.Stdin, os.Stdout, os.Stderr, readyW, namesR}
 	var fdNames [][]string
+	var dups []*os.File // ours to close once the child has its copies
+	defer func() {
+		for _, f := range dups {
+			f.Close()
+		}
+	}()
 	for name, file := range passedFiles {
 		nameSlice := make([]string, len(name))
 		copy(nameSlice, name[:])
 		fdNames = append(fdNames, nameSlice)
-		fds = append(fds, file.File)
+		dup, err := file.osFile()
+		if err != nil {
+			readyR.Close()
+			readyW.Close()
+			namesR.Close()
+			namesW.Close()
+			return nil, fmt.Errorf("can't pass %s: %s", name, err)
+		}
+		dups = append(dups, dup)
+		fds = append(fds, dup)
 	}
 
 	// Copy environment and append the notification env vars

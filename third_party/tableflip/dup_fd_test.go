@@ -48,7 +48,12 @@ func TestDupFdKeepsFlags(t *testing.T) {
 	}
 
 	// The duplicate must accept connections made to the original socket.
-	l2, err := net.FileListener(dup.File)
+	osf, err := dup.osFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2, err := net.FileListener(osf)
+	osf.Close()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 type env struct {
 	newProc     func(string, []string, []*os.File, []string) (process, error)
 	newFile     func(fd uintptr, name string) *os.File
+	passedFd    func(fd int) uintptr // a descriptor the parent passed, to hold as it is
 	environ     func() []string
 	getenv      func(string) string
 	closeOnExec func(fd int)

@@ -11,6 +11,7 @@ import (
 var stdEnv = &env{
 	newProc:     newOSProcess,
 	newFile:     os.NewFile,
+	passedFd:    func(fd int) uintptr { return uintptr(fd) },
 	environ:     os.Environ,
 	getenv:      os.Getenv,
 	closeOnExec: syscall.CloseOnExec,

@@ -52,24 +52,33 @@ func (name fileName) isUnix() bool {
 	return false
 }
 
-// file works around the fact that it's not possible
-// to get the fd from an os.File without putting it into
-// blocking mode.
+// file is a descriptor held to be passed on. It is not kept as an
+// *os.File: that would register a non-blocking socket with the runtime's
+// poller, and then every new connection to a held listener would wake
+// this process, which never accepts on it. An *os.File is made from a
+// duplicate only while one is needed (osFile).
 type file struct {
-	*os.File
-	fd uintptr
+	fd   uintptr
+	name string
 }
 
 func newFile(fd uintptr, name fileName) *file {
-	f := os.NewFile(fd, name.String())
-	if f == nil {
-		return nil
-	}
+	return &file{fd, name.String()}
+}
 
-	return &file{
-		f,
-		fd,
+// Close closes the held descriptor.
+func (f *file) Close() error {
+	return closeFd(f.fd)
+}
+
+// osFile returns a duplicate of the descriptor as an *os.File, for the
+// caller to close.
+func (f *file) osFile() (*os.File, error) {
+	dup, err := dupFd(f.fd)
+	if err != nil {
+		return nil, err
 	}
+	return os.NewFile(dup, f.name), nil
 }
 
 // Fds holds all file descriptors inherited from the
@@ -161,7 +170,12 @@ func (f *Fds) listenerLocked(network, addr string) (net.Listener, error) {
 		return nil, nil
 	}
 
-	ln, err := net.FileListener(file.File)
+	osf, err := file.osFile()
+	if err != nil {
+		return nil, err
+	}
+	defer osf.Close()
+	ln, err := net.FileListener(osf)
 	if err != nil {
 		return nil, fmt.Errorf("can't inherit listener %s %s: %s", network, addr, err)
 	}
@@ -268,7 +282,12 @@ func (f *Fds) packetConnLocked(network, addr string) (net.PacketConn, error) {
 		return nil, nil
 	}
 
-	conn, err := net.FilePacketConn(file.File)
+	osf, err := file.osFile()
+	if err != nil {
+		return nil, err
+	}
+	defer osf.Close()
+	conn, err := net.FilePacketConn(osf)
 	if err != nil {
 		return nil, fmt.Errorf("can't inherit packet conn %s %s: %s", network, addr, err)
 	}
@@ -291,7 +310,12 @@ func (f *Fds) Conn(network, addr string) (net.Conn, error) {
 		return nil, nil
 	}
 
-	conn, err := net.FileConn(file.File)
+	osf, err := file.osFile()
+	if err != nil {
+		return nil, err
+	}
+	defer osf.Close()
+	conn, err := net.FileConn(osf)
 	if err != nil {
 		return nil, fmt.Errorf("can't inherit connection %s %s: %s", network, addr, err)
 	}
@@ -339,7 +363,7 @@ func (f *Fds) Files() ([]*os.File, error) {
 
 		// Make a copy of the file, since we don't want to
 		// allow the caller to invalidate fds in f.inherited.
-		dup, err := dupFd(file.fd, key)
+		dup, err := file.osFile()
 		if err != nil {
 			return nil, err
 		}
@@ -347,7 +371,7 @@ func (f *Fds) Files() ([]*os.File, error) {
 		f.used[key] = file
 		delete(f.inherited, key)
 
-		files = append(files, dup.File)
+		files = append(files, dup)
 	}
 
 	return files, nil
@@ -368,14 +392,14 @@ func (f *Fds) File(name string) (*os.File, error) {
 
 	// Make a copy of the file, since we don't want to
 	// allow the caller to invalidate fds in f.inherited.
-	dup, err := dupFd(file.fd, key)
+	dup, err := file.osFile()
 	if err != nil {
 		return nil, err
 	}
 
 	delete(f.inherited, key)
 	f.used[key] = file
-	return dup.File, nil
+	return dup, nil
 }
 
 // AddFile adds a file.
@@ -478,15 +502,18 @@ func dupConn(conn syscall.Conn, name fileName) (*file, error) {
 		return nil, err
 	}
 
-	var dup *file
+	var dup uintptr
 	var duperr error
 	err = raw.Control(func(fd uintptr) {
-		dup, duperr = dupFd(fd, name)
+		dup, duperr = dupFd(fd)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("can't access fd: %s", err)
 	}
-	return dup, duperr
+	if duperr != nil {
+		return nil, duperr
+	}
+	return newFile(dup, name), nil
 }
 
 // sysConnFd retrieves the fd for a syscall.Conn.

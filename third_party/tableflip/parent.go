@@ -43,10 +43,7 @@ func newParent(env *env) (*parent, map[fileName]*file, error) {
 		// and read pipes.
 		fd := 5 + i
 		env.closeOnExec(fd)
-		files[key] = &file{
-			env.newFile(uintptr(fd), key.String()),
-			uintptr(fd),
-		}
+		files[key] = newFile(env.passedFd(fd), key)
 	}
 
 	result := make(chan error, 1)

@@ -1,3 +1,5 @@
+//go:build !windows
+
 package tableflip
 
 import (
@@ -5,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 )
 
@@ -22,6 +25,7 @@ func childUpgrader(t *testing.T, path string) *Upgrader {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { lf.Close() })
 	_, readyW, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -35,9 +39,19 @@ func childUpgrader(t *testing.T, path string) *Upgrader {
 	if err := gob.NewEncoder(namesW).Encode([][]string{{listenKind, "unix", path}}); err != nil {
 		t.Fatal(err)
 	}
-	files := map[uintptr]*os.File{3: readyW, 4: namesR, 5: lf}
+	files := map[uintptr]*os.File{3: readyW, 4: namesR}
 	e := &env{
-		newFile:     func(fd uintptr, _ string) *os.File { return files[fd] },
+		newFile: func(fd uintptr, _ string) *os.File { return files[fd] },
+		passedFd: func(fd int) uintptr {
+			if fd != 5 {
+				t.Fatalf("passed descriptor %d, want 5", fd)
+			}
+			d, err := syscall.Dup(int(lf.Fd()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return uintptr(d) // the child's own, which it closes
+		},
 		environ:     func() []string { return nil },
 		getenv:      func(k string) string { return map[bool]string{true: "yes"}[k == sentinelEnvVar] },
 		closeOnExec: func(int) {},
