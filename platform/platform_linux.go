@@ -90,16 +90,19 @@ func StartWorker(cmd *exec.Cmd, p Paths, log *slog.Logger) error {
 	}
 	abi, _ := landlockABI() // 0 without Landlock: the worker logs why
 	rules := execRules(p)
-	var startErr, restrictErr error
+	var startErr, restrictErr, slackErr error
 	onDisposableThread(func() {
 		restrictErr = restrictThread(rules, abi)
 		// Every thread of the worker inherits the slack, the runtime's
 		// sysmon among them, which exists before any code of ours runs.
-		_ = unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(workerTimerSlack), 0, 0, 0)
+		slackErr = unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(workerTimerSlack), 0, 0, 0)
 		startErr = cmd.Start()
 	})
 	if restrictErr != nil {
 		logger(log).Warn("landlock: worker started without it", "err", restrictErr.Error())
+	}
+	if slackErr != nil {
+		logger(log).Warn("worker started with the default timer slack", "err", slackErr.Error())
 	}
 	return startErr
 }

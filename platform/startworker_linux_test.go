@@ -16,7 +16,7 @@ func TestStartWorkerTimerSlack(t *testing.T) {
 		t.Fatal(err)
 	}
 	if own == int(workerTimerSlack) {
-		t.Fatalf("this test already runs with the worker's slack %d: it could not tell", own)
+		t.Skipf("this test already runs with the worker's slack %d: it could not tell", own)
 	}
 	for _, c := range []struct {
 		restricted bool

@@ -137,6 +137,12 @@ func TestHostileBytesThroughBinary(t *testing.T) {
 		if err != nil {
 			t.Fatalf("silent connection %d: %v", i, err)
 		}
+		// One byte of a head, then nothing: the listener defers accept
+		// until a client sends, so a client that sends nothing at all
+		// would wait in the kernel, not in the worker this test is about.
+		if _, err := io.WriteString(c, "G"); err != nil {
+			t.Fatalf("silent connection %d: %v", i, err)
+		}
 		silent = append(silent, c)
 	}
 	t.Logf("hostile connections took %v", time.Since(start))

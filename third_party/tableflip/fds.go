@@ -342,9 +342,21 @@ func (f *Fds) addSyscallConnLocked(kind, network, addr string, conn syscall.Conn
 		return fmt.Errorf("can't dup %s (%s %s): %s", kind, network, addr, err)
 	}
 
-	delete(f.inherited, key)
-	f.used[key] = file
+	f.replaceLocked(key, file)
 	return nil
+}
+
+// replaceLocked makes file the one passed on under key, closing any
+// descriptor it displaces: held bare, nothing else would ever close it.
+func (f *Fds) replaceLocked(key fileName, file *file) {
+	if old := f.inherited[key]; old != nil {
+		_ = old.Close()
+		delete(f.inherited, key)
+	}
+	if old := f.used[key]; old != nil {
+		_ = old.Close()
+	}
+	f.used[key] = file
 }
 
 // Files returns all inherited files and mark them as used.
@@ -414,12 +426,8 @@ func (f *Fds) AddFile(name string, file *os.File) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 
-	delete(f.inherited, key)
-	if old := f.used[key]; old != nil {
-		// Replacing a file must not leak the duplicate made for the old one.
-		_ = old.Close()
-	}
-	f.used[key] = dup
+	// Replacing a file must not leak the duplicate made for the old one.
+	f.replaceLocked(key, dup)
 	return nil
 }
 
