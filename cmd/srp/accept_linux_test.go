@@ -14,23 +14,6 @@ import (
 	"time"
 )
 
-// workerSockets counts the sockets the process pid holds.
-func workerSockets(t *testing.T, pid int) int {
-	t.Helper()
-	dir := fmt.Sprintf("/proc/%d/fd", pid)
-	fds, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, fd := range fds {
-		if target, err := os.Readlink(dir + "/" + fd.Name()); err == nil && strings.HasPrefix(target, "socket:") {
-			n++
-		}
-	}
-	return n
-}
-
 // srp's listeners hand a connection to the worker only once the client has
 // sent something (TCP_DEFER_ACCEPT), and after a reload too: connections
 // that have said nothing reach no worker, and each is served as it speaks.
@@ -40,9 +23,9 @@ func TestListenersDeferAccept(t *testing.T) {
 		if gen == 2 {
 			s.signal(syscall.SIGHUP)
 		}
-		w := s.worker(t, gen)
+		s.worker(t, gen)
 		s.proxies(t)
-		before := workerSockets(t, w)
+		before := workerFDs(t, s.proc)
 		const n = 20
 		var conns []net.Conn
 		for range n {
@@ -54,8 +37,8 @@ func TestListenersDeferAccept(t *testing.T) {
 			conns = append(conns, c)
 		}
 		time.Sleep(300 * time.Millisecond)
-		if grew := workerSockets(t, w) - before; grew >= n/2 {
-			t.Errorf("gen %d: the worker holds %d more sockets with %d silent clients: they were accepted", gen, grew, n)
+		if grew := workerFDs(t, s.proc) - before; grew >= n/2 {
+			t.Errorf("gen %d: the workers hold %d more descriptors with %d silent clients: they were accepted", gen, grew, n)
 		}
 		for i, c := range conns {
 			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
