@@ -110,8 +110,8 @@ func StartWorker(cmd *exec.Cmd, p Paths, log *slog.Logger) error {
 // workerTimerSlack is how late the kernel may wake the worker's timed
 // sleeps. Go's sysmon thread sleeps 20 µs at a time while the worker is
 // busy, and with the default 50 µs of slack it took the core from the
-// worker and its backends some 14,000 times a second under load: a new
-// connection per request cost 17% more CPU. Every timer of the worker
+// worker and its backends some 4,000 times a second under load: a fifth
+// of the worker's CPU per new connection. Every timer of the worker
 // counts in seconds, so a millisecond late costs nothing there; what waits
 // longer is the runtime handing a goroutine's processor to another thread
 // while a system call blocks, which the worker's non-blocking sockets

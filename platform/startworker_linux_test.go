@@ -7,9 +7,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// A worker started by StartWorker has workerTimerSlack in every thread,
-// the ones its runtime started before main included; a process started
-// otherwise keeps the slack it inherited.
+// A worker started by StartWorker runs with workerTimerSlack from exec on,
+// so every thread its runtime starts inherits it, sysmon included; a
+// process started otherwise keeps the slack it inherited. (The helper reads
+// its own thread's slack: Landlock keeps it from reading its other threads'.)
 func TestStartWorkerTimerSlack(t *testing.T) {
 	own, err := unix.PrctlRetInt(unix.PR_GET_TIMERSLACK, 0, 0, 0, 0)
 	if err != nil {
