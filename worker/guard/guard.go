@@ -257,6 +257,9 @@ func (c *Conn) Hijacked() {
 	c.uncount()
 }
 
+// NetConn is the connection below the guard, as tls.Conn names its own.
+func (c *Conn) NetConn() net.Conn { return c.Conn }
+
 // Stall is the longest one write to the client may block.
 func (c *Conn) Stall() time.Duration { return c.stall }
 
