@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"srp/platform"
 	"sync"
 	"syscall"
@@ -42,9 +43,11 @@ type conn struct {
 	streams      map[uint32]*stream // not yet closed on both sides
 	maxID        uint32             // highest stream the client opened
 	lastServed   uint32             // highest stream given a handler, as GOAWAY reports it
-	running      int                // handlers running
-	queue        []*stream          // opened while maxStreams handlers ran
-	out          []byte             // frames for the socket
+	resets       [32]uint32         // the streams the server reset last
+	nResets      int
+	running      int       // handlers running
+	queue        []*stream // opened while maxStreams handlers ran
+	out          []byte    // frames for the socket
 	spare        []byte
 	flushing     bool // a goroutine is writing out
 	werr         error
@@ -181,7 +184,16 @@ func (c *conn) serve() {
 				return
 			}
 		}
-		f, err := c.rf.ReadFrame()
+		fh, err := c.rf.ReadFrameHeader()
+		var f http2.Frame
+		if err == nil {
+			f, err = c.rf.ReadFrameForHeader(fh)
+		}
+		if se := (http2.StreamError{}); errors.As(err, &se) && fh.Type == http2.FrameHeaders {
+			c.mu.Lock()
+			c.maxID = max(c.maxID, se.StreamID) // a HEADERS refused still opened and closed its stream
+			c.mu.Unlock()
+		}
 		if err == nil && first {
 			if _, ok := f.(*http2.SettingsFrame); !ok {
 				err = http2.ConnectionError(http2.ErrCodeProtocol)
@@ -241,9 +253,6 @@ func (c *conn) failed(err error) bool {
 	var se http2.StreamError
 	if errors.As(err, &se) {
 		c.mu.Lock()
-		if se.StreamID > c.maxID && se.StreamID%2 == 1 {
-			c.maxID = se.StreamID // a HEADERS refused still opened and closed its stream
-		}
 		c.resetLocked(se.StreamID, se.Code)
 		c.mu.Unlock()
 		return true
@@ -360,6 +369,9 @@ func (c *conn) onSettings(f *http2.SettingsFrame) error {
 		if err := s.Valid(); err != nil {
 			return err
 		}
+		if s.ID == http2.SettingNoRFC7540Priorities && s.Val > 1 {
+			return http2.ConnectionError(http2.ErrCodeProtocol) // RFC 9218, 2.1
+		}
 		switch s.ID {
 		case http2.SettingInitialWindowSize:
 			delta := int64(s.Val) - int64(c.peerWindow)
@@ -429,6 +441,15 @@ func (c *conn) resetLocked(id uint32, code http2.ErrCode) {
 		st.closeLocked()
 	}
 	_ = c.wf.WriteRSTStream(id, code)
+	c.resets[c.nResets%len(c.resets)] = id
+	c.nResets++
+}
+
+// resetByUs reports whether the server reset stream id lately. What the
+// client sent on it before it saw the reset is dropped (RFC 9113, 5.1),
+// not taken for an error that would end the connection.
+func (c *conn) resetByUs(id uint32) bool {
+	return slices.Contains(c.resets[:], id)
 }
 
 // armIdleLocked starts the idle timer once no stream is left, and lets

@@ -280,6 +280,19 @@ func (w *responseWriter) sendLocked(p []byte, end bool) error {
 
 // finish ends the response once the handler has returned.
 func (w *responseWriter) finish() {
+	if !w.wroteHeader && w.req.Context().Err() != nil {
+		// Nothing answered, and the request was given up (the client
+		// reset it, or the drain cut it at its deadline): a reset, not
+		// an empty 200 the client would take for the answer.
+		c := w.st.c
+		c.mu.Lock()
+		if !w.st.closed {
+			c.resetLocked(w.st.id, http2.ErrCodeCancel)
+			c.flushAsync()
+		}
+		c.mu.Unlock()
+		return
+	}
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}

@@ -82,6 +82,19 @@ func (s *Server) goneIfDoneLocked() {
 // lets the streams under way finish, and returns once every connection
 // has closed or ctx is done.
 func (s *Server) Shutdown(ctx context.Context) error {
+	gone := s.GoAway()
+	select {
+	case <-gone:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// GoAway is Shutdown without the wait: every client is told GOAWAY, and
+// each connection closes once its streams are done. The channel closes
+// when none is left.
+func (s *Server) GoAway() <-chan struct{} {
 	s.mu.Lock()
 	s.initLocked()
 	s.shutdown = true
@@ -95,12 +108,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, c := range list {
 		c.goAwayGraceful()
 	}
-	select {
-	case <-gone:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return gone
 }
 
 // Close closes every connection at once, and any that arrives later.

@@ -83,6 +83,9 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 		return c.onTrailers(st, f)
 	}
 	if id <= c.maxID {
+		if c.resetByUs(id) {
+			return nil
+		}
 		return http2.ConnectionError(http2.ErrCodeProtocol) // a stream already closed, or skipped
 	}
 	c.maxID = id
@@ -98,13 +101,13 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 	}
 	st := &stream{c: c, id: id, sendWindow: int64(c.peerWindow), recvWindow: streamWindow,
 		remoteDone: f.StreamEnded(), declared: -1}
-	if f.Truncated {
-		st.req = nil // answered 431 below, without the handler
-	} else {
-		req, err := c.newRequest(st, f)
-		if err != nil {
-			return err
-		}
+	// Checked even when too large, as net/http does: a malformed head is
+	// reset, a well-formed one too large gets 431 without the handler.
+	req, err := c.newRequest(st, f)
+	if err != nil {
+		return err
+	}
+	if !f.Truncated {
 		st.req = req
 	}
 	if st.remoteDone {
@@ -134,7 +137,11 @@ func (c *conn) onTrailers(st *stream, f *http2.MetaHeadersFrame) error {
 	if !f.StreamEnded() || len(f.PseudoFields()) > 0 {
 		return http2.StreamError{StreamID: st.id, Code: http2.ErrCodeProtocol}
 	}
+	// As net/http: without a Trailer declaration they are dropped unread.
 	for _, hf := range f.RegularFields() {
+		if st.req == nil || st.req.Trailer == nil {
+			break
+		}
 		k := canonical(hf.Name)
 		if !httpguts.ValidTrailerHeader(k) {
 			return http2.StreamError{StreamID: st.id, Code: http2.ErrCodeProtocol}
@@ -173,8 +180,8 @@ func (c *conn) onData(f *http2.DataFrame) error {
 			return http2.ConnectionError(http2.ErrCodeProtocol) // an idle stream
 		}
 		c.grantLocked(nil, size)
-		if id > c.lastServed {
-			return nil // one the GOAWAY left out: its client knows
+		if id > c.lastServed || c.resetByUs(id) {
+			return nil // one the GOAWAY left out, or the server reset: its client knows
 		}
 		return http2.StreamError{StreamID: id, Code: http2.ErrCodeStreamClosed}
 	}
@@ -252,14 +259,18 @@ func (c *conn) newRequest(st *stream, f *http2.MetaHeadersFrame) (*http.Request,
 		if path != "" || scheme != "" || authority == "" {
 			return nil, bad
 		}
-	} else if method == "" || scheme == "" || !(strings.HasPrefix(path, "/") || path == "*") {
+	} else if method == "" || (scheme != "https" && scheme != "http") || !(strings.HasPrefix(path, "/") || path == "*") {
 		return nil, bad
 	}
 	header := make(http.Header, len(f.Fields)-len(f.PseudoFields()))
 	var cookies []string
+	te := 0
 	for _, hf := range f.RegularFields() {
-		if connHeaders[hf.Name] || (hf.Name == "te" && hf.Value != "trailers") {
-			return nil, bad
+		if hf.Name == "te" {
+			te++ // two make "trailers, trailers", which net/http refuses too
+		}
+		if !f.Truncated && (connHeaders[hf.Name] || te > 1 || (hf.Name == "te" && hf.Value != "trailers" && hf.Value != "")) {
+			return nil, bad // a head too large gets its 431 first, as from net/http
 		}
 		if hf.Name == "cookie" {
 			cookies = append(cookies, hf.Value)
@@ -272,9 +283,14 @@ func (c *conn) newRequest(st *stream, f *http2.MetaHeadersFrame) (*http.Request,
 		// Split across fields for compression (RFC 9113, 8.2.3); one line for HTTP/1.1.
 		header["Cookie"] = []string{strings.Join(cookies, "; ")}
 	}
-	if authority == "" {
-		authority = header.Get("Host")
+	// Host and :authority must agree (RFC 9113, 8.3.1): a proxy that
+	// routes by one while the backend reads the other is open to confusion.
+	if hosts := header["Host"]; len(hosts) > 1 || len(hosts) == 1 && authority != "" && hosts[0] != authority {
+		return nil, bad
+	} else if len(hosts) == 1 {
+		authority = hosts[0]
 	}
+	delete(header, "Host") // as net/http: it is r.Host
 	if !httpguts.ValidHostHeader(authority) {
 		return nil, bad
 	}
@@ -305,8 +321,9 @@ func (c *conn) newRequest(st *stream, f *http2.MetaHeadersFrame) (*http.Request,
 	for _, v := range header["Trailer"] {
 		for _, k := range strings.Split(v, ",") {
 			k = http.CanonicalHeaderKey(textTrim(k))
-			if !httpguts.ValidTrailerHeader(k) {
-				continue
+			switch k {
+			case "", "Transfer-Encoding", "Trailer", "Content-Length":
+				continue // as net/http: these cannot be trailers
 			}
 			if trailer == nil {
 				trailer = http.Header{}
@@ -315,8 +332,10 @@ func (c *conn) newRequest(st *stream, f *http2.MetaHeadersFrame) (*http.Request,
 		}
 	}
 	delete(header, "Trailer")
-	if header.Get("Expect") == "100-continue" && !st.remoteDone {
-		st.continue_ = true
+	if httpguts.HeaderValuesContainsToken(header["Expect"], "100-continue") {
+		// The server answers it, as net/http does: the handler never sees it.
+		st.continue_ = !st.remoteDone
+		delete(header, "Expect")
 	}
 	st.ctx, st.cancel = context.WithCancel(c.ctx)
 	r := &http.Request{Method: method, URL: u, Proto: "HTTP/2.0", ProtoMajor: 2, Header: header,
