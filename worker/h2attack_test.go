@@ -20,19 +20,20 @@ import (
 // in what it sends and in time, and each checks that the worker's memory
 // stays bounded (memWatch), that a well-behaved client on other
 // connections keeps getting answers (bystander), and what the server does
-// to the attacker. The protections are Go's HTTP/2 server's, set by what
-// srp gives it (MaxHeaderBytes, IdleTimeout), and srp's write-stall bound
-// in the guard below TLS.
+// to the attacker. The protections are srp's HTTP/2 server's (package
+// worker/h2, set by MaxHeaderBytes, IdleTimeout and Timeout), x/net's
+// Framer and HPACK decoder below it, and srp's write-stall bound in the
+// guard below TLS.
 
 // attackTime bounds how long one attack sends.
 const attackTime = 5 * time.Second
 
 // Rapid reset (CVE-2023-44487): each stream opened and reset at once costs
 // the client two small frames and the server a handler and a backend
-// request. Go's server runs at most MAX_CONCURRENT_STREAMS handlers per
+// request. The server runs at most MAX_CONCURRENT_STREAMS handlers per
 // connection and queues the rest, ending the connection with
-// ENHANCE_YOUR_CALM once the queue is four times that; resets it catches
-// up with never reach the backend.
+// ENHANCE_YOUR_CALM once the queue is four times that, as net/http's
+// server does; resets it catches up with never reach the backend.
 func TestH2RapidReset(t *testing.T) {
 	be := newH2Backend(t)
 	addr, roots := runH2(t, config(be.addr()), nil)
@@ -69,13 +70,13 @@ func TestH2RapidReset(t *testing.T) {
 	code, goAway := seen.goAwayCode()
 	switch {
 	case goAway && code == http2.ErrCodeEnhanceYourCalm:
-		// Go's limit on queued handlers ended the connection.
+		// The limit on queued handlers ended the connection.
 	case !answered || seen.ended():
 		t.Errorf("the server neither worked through the flood nor refused it with ENHANCE_YOUR_CALM")
 	case sent < pairs:
 		t.Errorf("sent %d of %d pairs while the connection stayed open", sent, pairs)
 	}
-	// 250 is Go's default MAX_CONCURRENT_STREAMS, which srp keeps.
+	// 250 is srp's MAX_CONCURRENT_STREAMS, net/http's default.
 	if p := be.peak.Load(); p > 250 {
 		t.Errorf("backend had %d requests at once from one connection, want at most 250", p)
 	}
@@ -83,7 +84,7 @@ func TestH2RapidReset(t *testing.T) {
 
 // CONTINUATION flood (CVE-2024-27316 and its kin): a header block that
 // never ends, so a server that buffers it until END_HEADERS runs out of
-// memory. Go's server decodes as it reads and keeps nothing past the
+// memory. x/net's Framer decodes as it reads and keeps nothing past the
 // header list limit (derived from srp's MaxHeaderBytes, 64 KiB), so header
 // bytes past it end the connection with PROTOCOL_ERROR. Fragments with no
 // header bytes cost it nothing to read and are not counted; the request is
@@ -134,8 +135,8 @@ func TestH2ContinuationFlood(t *testing.T) {
 		if code, ok := seen.goAwayCode(); !ok || code != http2.ErrCodeProtocol {
 			t.Errorf("want GOAWAY PROTOCOL_ERROR")
 		}
-		// Go closes a second (its goAwayTimeout) after the GOAWAY, reading
-		// and dropping what comes meanwhile.
+		// The server closes a second after the GOAWAY, reading and
+		// dropping what comes meanwhile, as net/http's does.
 		if after > 3*time.Second {
 			t.Errorf("connection ended after %v, want about 1 s", after)
 		}
@@ -146,7 +147,7 @@ func TestH2ContinuationFlood(t *testing.T) {
 			t.Errorf("want GOAWAY NO_ERROR from the idle timeout")
 		}
 		if after < idle || after > idle+2*time.Second {
-			t.Errorf("connection ended after %v, want the idle timeout (%v) and Go's second after its GOAWAY", after, idle)
+			t.Errorf("connection ended after %v, want the idle timeout (%v) and a second after its GOAWAY", after, idle)
 		}
 	})
 }
@@ -183,13 +184,11 @@ func shrinkSendBuffer(t testing.TB, ln net.Listener) {
 
 // SETTINGS and PING floods from a client that never reads: each frame asks
 // for an acknowledgement the server cannot deliver once its socket is
-// full. Go's server keeps one pending SETTINGS ACK however many SETTINGS
-// come, so that flood queues nothing: srp's write-stall bound (the guard
-// below TLS, Options.Timeout) ends the connection when the blocked write
-// fails. PING ACKs do queue, and Go's server closes the connection once
-// more than 10,000 control frames wait; its Timeout is left long so that
-// only Go's limit can act within the test, as with srp's default 30 s.
-// Neither sends a GOAWAY, which could not be delivered either.
+// full. The server queues the acknowledgements without waiting for the
+// socket, and closes the connection once more than 256 KiB of them wait
+// (about 15,000 PING ACKs); for PING the Timeout is left long so that only
+// that bound can act within the test, as with srp's default 30 s. No
+// GOAWAY is expected: it could not be delivered either.
 func TestH2ControlFlood(t *testing.T) {
 	for _, c := range []struct {
 		kind    string
@@ -255,7 +254,7 @@ func bombBlock(path string, refs int) []byte {
 	return buf.Bytes()
 }
 
-// HPACK bomb: 15 KB heads that decode to 48 MB each. Go's decoder stops
+// HPACK bomb: 15 KB heads that decode to 48 MB each. The Framer stops
 // keeping fields past the header list limit (from srp's MaxHeaderBytes)
 // but still reads the block to keep its table in step: a head in one frame
 // gets 431, a head continued past the limit ends the connection with
@@ -309,10 +308,9 @@ func TestH2HPACKBomb(t *testing.T) {
 }
 
 // A client that opens its flow-control windows wide, asks for large
-// answers and never reads: the server's writes block in the socket. Go's
-// HTTP/2 server sets no write deadline of its own; srp's guard below TLS
-// fails a write that stalls longer than Options.Timeout, and the server
-// then closes the connection, ending its streams.
+// answers and never reads: the server's writes block in the socket. srp's
+// guard below TLS fails a write that stalls longer than Options.Timeout,
+// and the server then closes the connection, ending its streams.
 func TestH2StalledReader(t *testing.T) {
 	be := newH2Backend(t)
 	const timeout = time.Second
@@ -347,11 +345,10 @@ func TestH2StalledReader(t *testing.T) {
 // for large answers, so the server can send none of their bodies. srp
 // bounds how long a write to a client may stall (Options.Timeout), but the
 // guard below TLS sees socket writes only, and here the server never
-// writes: each handler waits for window inside Go's HTTP/2 server, which
-// has no timeout for that unless http.Server.WriteTimeout is set, and srp
-// leaves it unset. The connection is not idle while streams are open, so
-// IdleTimeout does not end it either. A stalled answer must be given up
-// within the stall bound: its stream reset, or the connection closed.
+// writes: each handler waits for window. The connection is not idle while
+// streams are open, so IdleTimeout does not end it either. A stalled
+// answer must be given up within the stall bound (the server's
+// WriteStall): its stream reset, or the connection closed.
 func TestH2ZeroWindow(t *testing.T) {
 	be := newH2Backend(t)
 	const timeout = time.Second

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -22,22 +21,6 @@ import (
 // without -S. A report with fewer means h2spec stopped part way, which its
 // exit status alone does not tell apart from failed cases.
 const h2specCases = 145
-
-// h2specKnown are the cases h2spec fails because of choices Go's HTTP/2
-// server makes (srp serves HTTP/2 with it unchanged); none is a crash, a
-// hang or a request reaching the backend that should not. The list must
-// stay exact: a case that starts passing (a Go release changed) fails the
-// test until it is taken off.
-var h2specKnown = map[string]string{
-	// Go refuses a SETTINGS frame that names a parameter twice as a
-	// PROTOCOL_ERROR for the connection, its guard against SETTINGS abuse,
-	// where the case wants the values applied in order.
-	"http2/6.5.3/1": "repeated SETTINGS_INITIAL_WINDOW_SIZE refused, not applied in order",
-	// Go answers these requests 400 itself, so they never reach a backend,
-	// where the case wants a PROTOCOL_ERROR stream error.
-	"http2/8.1.2.2/1": "connection-specific header field answered 400, not reset",
-	"http2/8.1.2.2/2": "TE other than trailers answered 400, not reset",
-}
 
 // TestH2Spec runs the h2spec conformance suite against the HTTPS listener
 // proxying to a backend, so every case goes through srp's TLS listener,
@@ -77,23 +60,11 @@ func TestH2Spec(t *testing.T) {
 
 	passed := 0
 	for _, c := range cases {
-		why, known := h2specKnown[c.id]
-		switch {
-		case c.passed:
+		if c.passed {
 			passed++
-			if known {
-				t.Errorf("h2spec %s (%s) passes now: take it off h2specKnown", c.id, why)
-			}
-		case known:
-			t.Logf("h2spec %s fails as known (%s): %s\n%s", c.id, why, c.desc, c.detail)
-		default:
-			t.Errorf("h2spec %s failed: %s\n%s", c.id, c.desc, c.detail)
+			continue
 		}
-	}
-	for id := range h2specKnown {
-		if !slices.ContainsFunc(cases, func(c h2specCase) bool { return c.id == id }) {
-			t.Errorf("h2spec ran no case %s: h2specKnown names one that is gone", id)
-		}
+		t.Errorf("h2spec %s failed: %s\n%s", c.id, c.desc, c.detail)
 	}
 	t.Logf("h2spec: %d/%d passed", passed, len(cases))
 }

@@ -17,19 +17,9 @@ type observed struct {
 	http.ResponseWriter
 	rec    observe.Request
 	headAt time.Time
-
-	// Over HTTP/2 a stream that waits for flow-control window writes
-	// nothing to the connection, so the guard's write-stall limit never
-	// sees it, and a client that grants no window would hold the stream,
-	// its handler and a backend connection for ever. So a write that has
-	// not returned within stall resets its stream. A timer per write, not
-	// the stream's write deadline: a deadline also runs while the stream
-	// is only quiet, and would end an event stream between two events.
-	stall time.Duration // 0: HTTP/1, left to the guard
-	reset chan struct{} // the timer's reset is done: w is used no more
 }
 
-var observedPool = sync.Pool{New: func() any { return &observed{reset: make(chan struct{}, 1)} }}
+var observedPool = sync.Pool{New: func() any { return new(observed) }}
 
 // Unwrap lets http.ResponseController reach Flush, Hijack and deadlines.
 func (o *observed) Unwrap() http.ResponseWriter { return o.ResponseWriter }
@@ -44,20 +34,6 @@ func (o *observed) WriteHeader(code int) {
 func (o *observed) Write(b []byte) (int, error) {
 	if o.headAt.IsZero() {
 		o.WriteHeader(http.StatusOK)
-	}
-	if o.stall > 0 {
-		w, reset := o.ResponseWriter, o.reset
-		// A deadline already past resets the stream at once, ending the
-		// write it blocks.
-		t := time.AfterFunc(o.stall, func() {
-			_ = http.NewResponseController(w).SetWriteDeadline(time.Unix(1, 0))
-			reset <- struct{}{}
-		})
-		defer func() {
-			if !t.Stop() {
-				<-reset // w must not be touched once the handler is done
-			}
-		}()
 	}
 	n, err := o.ResponseWriter.Write(b)
 	o.rec.Bytes += int64(n)
@@ -89,10 +65,6 @@ type recordKey struct{}
 func (s *servers) observeHTTP(h http.Handler, w http.ResponseWriter, r *http.Request) {
 	o := observedPool.Get().(*observed)
 	o.ResponseWriter, o.rec, o.headAt = w, observe.Request{Start: time.Now()}, time.Time{}
-	o.stall = 0
-	if r.ProtoMajor == 2 {
-		o.stall = s.timeout
-	}
 	if s.linkRecords {
 		r = r.WithContext(context.WithValue(r.Context(), recordKey{}, &o.rec))
 	}

@@ -15,6 +15,7 @@ import (
 
 	"srp/worker/fast"
 	"srp/worker/guard"
+	"srp/worker/h2"
 	"srp/worker/observe"
 )
 
@@ -27,13 +28,14 @@ type servers struct {
 	list     []*http.Server
 	lns      []net.Listener
 	failed   chan error
-	inflight sync.WaitGroup // handlers running, hijacked (WebSocket) ones included
-	conns    guard.Conns    // client connections open, on either path
+	inflight handlers    // running, hijacked (WebSocket) ones included
+	conns    guard.Conns // client connections open, on either path
 
 	idleTimeout time.Duration // for keep-alive connections between requests
 	timeout     time.Duration // for a backend's response head
 	headTimeout time.Duration // for a request head
 	fast        *fast.Server
+	h2          *h2.Server // HTTP/2 on the fast path's TLS listener
 	obs         observe.Observer
 	linkRecords bool // the access log wants what the transport knows: see recordKey
 }
@@ -57,16 +59,17 @@ func (s *servers) serve(ln net.Listener, h http.Handler, tlsConf *tls.Config, fa
 		ReadHeaderTimeout: s.headTimeout, // a slow-header client cannot hold a connection
 		IdleTimeout:       s.idleTimeout,
 		MaxHeaderBytes:    guard.MaxHeaderBytes,
-		// HTTP/2's default frame size rather than Go's 1 MiB: a peer's
-		// larger frame is then the FRAME_SIZE_ERROR the protocol says it
-		// is (h2spec 4.2/3), and no frame needs more than 16 KiB read.
-		HTTP2:       &http.HTTP2Config{MaxReadFrameSize: 16 << 10},
-		BaseContext: func(net.Listener) context.Context { return s.base },
-		ConnState:   s.connState,
-		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return s.base },
+		ConnState:         s.connState,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	s.list = append(s.list, srv)
 	s.lns = append(s.lns, ln)
+	if tlsConf != nil {
+		s.h2 = &h2.Server{Handler: srv.Handler, IdleTimeout: s.idleTimeout, MaxHeaderBytes: guard.MaxHeaderBytes,
+			WriteStall: s.timeout, BaseContext: s.base, Log: s.log}
+		ln = h2Listener{ln, s.h2}
+	}
 	served := ln
 	if fastPath {
 		hand := fast.NewHandoff(ln.Addr())
@@ -78,8 +81,6 @@ func (s *servers) serve(ln net.Listener, h http.Handler, tlsConf *tls.Config, fa
 		}()
 	}
 	go func() {
-		// A TLS listener hands over handshaken connections: *tls.Conn for
-		// HTTP/2, which needs TLSConfig to offer h2; guarded HTTP/1.1 otherwise.
 		err := srv.Serve(served)
 		if !s.rt.draining.Load() && !errors.Is(err, http.ErrServerClosed) {
 			s.failed <- fmt.Errorf("serve %s: %w", ln.Addr(), err)
@@ -87,11 +88,30 @@ func (s *servers) serve(ln net.Listener, h http.Handler, tlsConf *tls.Config, fa
 	}()
 }
 
+// h2Listener serves the HTTP/2 connections of a TLS listener, which hands
+// them over handshaken as *tls.Conn, with srp's HTTP/2 server, and passes
+// the guarded HTTP/1.1 ones on.
+type h2Listener struct {
+	net.Listener
+	srv *h2.Server
+}
+
+func (l h2Listener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if tc, ok := c.(*tls.Conn); ok && err == nil {
+			go l.srv.ServeConn(tc)
+			continue
+		}
+		return c, err
+	}
+}
+
 // track counts h's running requests, so the drain can wait for them.
 func (s *servers) track(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.inflight.Add(1)
-		defer s.inflight.Done()
+		s.inflight.add(1)
+		defer s.inflight.add(-1)
 		defer func() {
 			// At the drain deadline the proxy aborts the streams still
 			// running. An event stream has no end of its own, so it ends
@@ -119,14 +139,18 @@ func (s *servers) connState(c net.Conn, st http.ConnState) {
 }
 
 // drain retires the worker without failing a request: stop accepting, let
-// keep-alive clients finish their current request and leave (every response
-// now says Connection: close), then shut down what is left, and at the
-// deadline cut whatever still runs (WebSockets, streams).
+// keep-alive clients finish their current request and leave (every
+// HTTP/1.1 response now says Connection: close, every HTTP/2 client is
+// sent GOAWAY), then shut down what is left, and at the deadline cut
+// whatever still runs (WebSockets, streams).
 func (s *servers) drain(grace, limit time.Duration) {
 	start := time.Now()
 	s.rt.draining.Store(true)
 	for _, ln := range s.lns {
 		_ = ln.Close()
+	}
+	if s.h2 != nil {
+		s.h2.GoAway()
 	}
 	select {
 	case <-s.conns.Gone():
@@ -140,10 +164,13 @@ func (s *servers) drain(grace, limit time.Duration) {
 	for _, srv := range s.list {
 		wg.Go(func() { _ = srv.Shutdown(ctx) })
 	}
+	if s.h2 != nil {
+		wg.Go(func() { _ = s.h2.Shutdown(ctx) })
+	}
 	wg.Wait()
 	done := make(chan struct{})
 	go func() {
-		s.inflight.Wait()
+		s.inflight.wait()
 		s.fast.Wait()
 		close(done)
 	}()
@@ -163,9 +190,46 @@ func (s *servers) drain(grace, limit time.Duration) {
 	for _, srv := range s.list {
 		_ = srv.Close()
 	}
+	if s.h2 != nil {
+		s.h2.Close()
+	}
 	s.fast.Close()
 	<-done
 	s.log.Info("worker drained", "took", time.Since(start).Round(time.Millisecond).String())
+}
+
+// handlers counts the requests being handled. Unlike a WaitGroup it may
+// grow while the drain waits on it: an HTTP/2 stream accepted before its
+// GOAWAY may still be waiting for a handler.
+type handlers struct {
+	mu   sync.Mutex
+	n    int
+	none chan struct{} // closed when n drops to 0; nil while nobody waits
+}
+
+func (h *handlers) add(d int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.n += d
+	if h.n == 0 && h.none != nil {
+		close(h.none)
+		h.none = nil
+	}
+}
+
+// wait returns once no request is being handled.
+func (h *handlers) wait() {
+	h.mu.Lock()
+	if h.n == 0 {
+		h.mu.Unlock()
+		return
+	}
+	if h.none == nil {
+		h.none = make(chan struct{})
+	}
+	none := h.none
+	h.mu.Unlock()
+	<-none
 }
 
 // closeBackends closes the backend connections kept alive on both paths,

@@ -17,15 +17,18 @@
 //     the request; parse decides whether the fast path takes it and asks
 //     the router (Route, in router.go) for its backends; exchange.go sends
 //     it with the retry rules of worker/upstream, copy.go sends the answer.
-//  3. Everything else is handed to net/http with the bytes already read:
+//  3. HTTP/2 over TLS goes to srp's own HTTP/2 server (worker/h2), which
+//     hands each stream to the same handler as step 4 (servers.go wires it).
+//  4. Everything else is handed to net/http with the bytes already read:
 //     servers.go runs the http.Server, router.go's ServeHTTP routes by
 //     Host (404, redirect, the API, or a service), and proxy.go's
 //     ReverseProxy and transport send it to a backend, with the same retry
 //     rules, through worker/direct (or net/http's Transport for a request
 //     with a body); errors.go maps every failure to one status and one
 //     log line.
-//  4. The drain (servers.go): stop accepting, let keep-alive clients
-//     leave, shut down, cut what is left at the deadline.
+//  5. The drain (servers.go): stop accepting, let keep-alive clients
+//     leave (HTTP/2 clients get a GOAWAY), shut down, cut what is left at
+//     the deadline.
 //
 // acme.go adds HTTPS mode; limits.go holds the worker's own limits.
 package worker
