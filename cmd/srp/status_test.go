@@ -208,24 +208,7 @@ func TestStatusNotRunning(t *testing.T) {
 func TestStatusHTTPSCertificates(t *testing.T) {
 	certs := t.TempDir()
 	expiry := time.Now().Add(60 * 24 * time.Hour).UTC().Truncate(time.Second)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "proxy.srp.test"},
-		DNSNames: []string{"proxy.srp.test"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: expiry}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := append(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
-	if err := os.WriteFile(filepath.Join(certs, "proxy.srp.test"), data, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cachedCert(t, certs, "proxy.srp.test", expiry)
 	s := startHTTPS(t, nil, freePort(t), freePort(t), certs, httpsConfig("127.0.0.1:9"))
 	st := statusJSON(t, s.pidfile)
 	if !st.HTTPS || len(st.Certificates) != 1 || st.Certificates[0].Host != "proxy.srp.test" || !st.Certificates[0].NotAfter.Equal(expiry) {
@@ -236,4 +219,38 @@ func TestStatusHTTPSCertificates(t *testing.T) {
 	if c := humanFields(t, out)["certificate"]; code != 0 || len(c) != 1 || c[0] != want {
 		t.Errorf("srp status: exit %d, certificate %q, want %q:\n%s", code, c, want, out)
 	}
+}
+
+// cachedCert writes a self-signed certificate for host, valid until
+// notAfter, into the certificate cache dir as srp's -certs reads it (the
+// key, then the chain, in a file named after the host), so srp serves
+// HTTPS without reaching a CA, and returns a pool that trusts it.
+func cachedCert(t *testing.T, dir, host string, notAfter time.Time) *x509.CertPool {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: notAfter,
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := append(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	if err := os.WriteFile(filepath.Join(dir, host), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(leaf)
+	return roots
 }
