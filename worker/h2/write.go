@@ -55,10 +55,10 @@ func (c *conn) writeOutLocked() {
 	if cap(c.spare) > 4*maxOut {
 		c.spare = nil // grown under a burst: not kept for the connection's life
 	}
+	c.flushing = false
 	if len(c.streams) == 0 && c.running == 0 {
 		c.dropBuffersLocked()
 	}
-	c.flushing = false
 	c.cond.Broadcast()
 }
 
