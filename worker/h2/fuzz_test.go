@@ -81,14 +81,24 @@ func FuzzDifferential(f *testing.F) {
 			}
 			// 8.1.1 makes a Content-Length other than the body's length
 			// malformed too; net/http only minds the body running past it.
-			if (p.clBad || lengthMismatch(want[i])) && got[i] == "reset" {
+			// A Content-Length field elsewhere in the script can reach this
+			// head through the HPACK table the client's encoder keeps for
+			// heads it then left unsent; srp's reset is then 8.1.1's too.
+			if (p.clBad || anyLength(plans) || lengthMismatch(want[i])) && got[i] == "reset" {
 				want[i] = "reset"
 			}
-			// A HEADERS frame on a stream the server has answered and
-			// reset: srp drops it, as RFC 9113 5.1 says; net/http does
+			// Malformed trailers behind a head answered at once (431):
+			// net/http resets the stream if they come before its
+			// handler's answer, which runs on a goroutine of its own.
+			early := func(o string) bool { return o == "431" || o == "reset" }
+			if p.end == endTrailersOpen && early(got[i]) && early(want[i]) {
+				want[i] = got[i]
+			}
+			// Trailers on a stream the server has answered early and
+			// reset: srp drops them, as RFC 9113 5.1 says; net/http does
 			// while its reset is queued, and ends the connection after.
 			last := len(want) - 1
-			if p.end == endTrailersOpen && want[last] == "connection: GOAWAY PROTOCOL_ERROR" && got[last] == "connection: " {
+			if (p.end == endTrailers || p.end == endTrailersOpen) && want[last] == "connection: GOAWAY PROTOCOL_ERROR" && got[last] == "connection: " {
 				want[last] = got[last]
 			}
 		}
@@ -102,6 +112,18 @@ func FuzzDifferential(f *testing.F) {
 	})
 }
 
+// anyLength reports whether a head of the script has a Content-Length.
+func anyLength(plans []*fuzzPlan) bool {
+	for _, p := range plans {
+		for _, f := range p.head {
+			if f.Name == "content-length" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // lengthMismatch reports whether an echoed request declared a
 // Content-Length other than the body it had: HPACK's table can bring a
 // field into a head that its plan did not list.
@@ -110,7 +132,7 @@ func lengthMismatch(echo string) bool {
 	return m != nil && m[1] != m[2]
 }
 
-var echoLength = regexp.MustCompile(`Content-Length: \[\\?"(\d+)\\?"\](?s:.*)body (\d+) `)
+var echoLength = regexp.MustCompile(`Content-Length: \[\\?"([^"\\]*)\\?"\](?s:.*)body (\d+) `)
 
 // fuzzEcho answers with what the request looked like to the handler.
 func fuzzEcho(w http.ResponseWriter, r *http.Request) {

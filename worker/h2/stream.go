@@ -294,7 +294,7 @@ func (c *conn) newRequest(st *stream, f *http2.MetaHeadersFrame) (*http.Request,
 	if !httpguts.ValidHostHeader(authority) {
 		return nil, bad
 	}
-	if cl := header["Content-Length"]; len(cl) > 0 {
+	if cl := header["Content-Length"]; len(cl) > 0 && !f.Truncated {
 		for _, v := range cl[1:] {
 			if v != cl[0] {
 				return nil, bad
