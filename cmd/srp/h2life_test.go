@@ -324,14 +324,7 @@ func (f *h2Fleet) clientsAt(gen int) int {
 func (f *h2Fleet) deliveries() (total int, dups []string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for id, n := range f.seen {
-		total += n
-		if n > 1 {
-			dups = append(dups, fmt.Sprintf("%s×%d", id, n))
-		}
-	}
-	slices.Sort(dups)
-	return total, dups
+	return tally(f.seen)
 }
 
 // h2Run is the HTTP/2 load and its tally.

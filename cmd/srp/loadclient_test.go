@@ -87,7 +87,13 @@ func (lg *ledger) counts() map[string]int {
 func (lg *ledger) deliveries() (total int, dups []string) {
 	lg.mu.Lock()
 	defer lg.mu.Unlock()
-	for id, n := range lg.seen {
+	return tally(lg.seen)
+}
+
+// tally sums deliveries per request ID and lists, sorted, the IDs
+// delivered more than once.
+func tally(seen map[string]int) (total int, dups []string) {
+	for id, n := range seen {
 		total += n
 		if n > 1 {
 			dups = append(dups, fmt.Sprintf("%s×%d", id, n))
