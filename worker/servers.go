@@ -35,7 +35,7 @@ type servers struct {
 	timeout     time.Duration // for a backend's response head
 	headTimeout time.Duration // for a request head
 	fast        *fast.Server
-	h2          *h2.Server // HTTP/2 on the fast path's TLS listener
+	h2          *h2.Server // HTTP/2 on the TLS listener, with the fast path or without
 	obs         observe.Observer
 	linkRecords bool // the access log wants what the transport knows: see recordKey
 }

@@ -86,7 +86,7 @@ type Options struct {
 	TicketKeys [][32]byte
 
 	idleTimeout time.Duration // keep-alive idle limit; zero means 75s; unexported so only tests shorten it
-	noFastPath  bool          // serve every request through net/http, to compare the two paths in tests
+	noFastPath  bool          // serve every HTTP/1.x request through net/http, to compare the two paths in tests
 	headTimeout time.Duration // request-head limit; zero means readHeaderTimeout; for tests
 }
 
